@@ -1,0 +1,283 @@
+// Package store defines Lanyard's persistent records and the small, per-aggregate
+// interfaces the domain packages use to read and write them.
+//
+// The records here are plain Go structs: they carry gorm column tags so the gorm
+// implementation (package gormstore) can map them, but no gorm type appears in any
+// signature. Every implementation must pass the conformance suite in package storetest.
+//
+// Contract shared by all interfaces:
+//   - A missing record is reported as ErrNotFound (wrapped); a uniqueness violation as
+//     ErrConflict (wrapped). Callers test with errors.Is.
+//   - Update methods are compare-and-swap closures: the implementation loads the record
+//     inside a transaction, calls fn, and writes the result back only if fn returns nil.
+//     An error from fn aborts the update and is returned unchanged.
+//   - Times are stored and returned in UTC.
+package store
+
+import (
+	"context"
+	"database/sql/driver"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Sentinel errors. Implementations wrap them with context.
+var (
+	ErrNotFound = errors.New("store: not found")
+	ErrConflict = errors.New("store: conflict")
+)
+
+// Agent lifecycle states.
+const (
+	StatusPending        = "pending"
+	StatusActive         = "active"
+	StatusSuspended      = "suspended"
+	StatusRevoked        = "revoked"
+	StatusDecommissioned = "decommissioned"
+)
+
+// Credential types and states.
+const (
+	CredentialPrivateKeyJWT = "private_key_jwt"
+	CredentialClientSecret  = "client_secret"
+
+	// CredentialActive is the credential an agent authenticates with.
+	CredentialActive = "active"
+	// CredentialRetiring is a rotated-out credential still accepted until ExpiresAt.
+	CredentialRetiring = "retiring"
+)
+
+// Signing key states, in the order a key passes through them.
+const (
+	KeyNext    = "next"    // published in JWKS, not yet signing
+	KeyActive  = "active"  // signs new tokens (one per algorithm)
+	KeyRetired = "retired" // published until NotAfter, no longer signing
+)
+
+// StringList is a list of strings stored as a JSON array in one text column.
+type StringList []string
+
+// Value implements driver.Valuer.
+func (l StringList) Value() (driver.Value, error) {
+	if l == nil {
+		return "[]", nil
+	}
+	b, err := json.Marshal([]string(l))
+	return string(b), err
+}
+
+// Scan implements sql.Scanner.
+func (l *StringList) Scan(src any) error {
+	var b []byte
+	switch v := src.(type) {
+	case nil:
+		*l = nil
+		return nil
+	case string:
+		b = []byte(v)
+	case []byte:
+		b = v
+	default:
+		return fmt.Errorf("store: cannot scan %T into StringList", src)
+	}
+	return json.Unmarshal(b, (*[]string)(l))
+}
+
+// Agent is a registered non-human identity.
+type Agent struct {
+	ID        string `gorm:"primaryKey"` // "agt_" + time-ordered random; list order is ID order
+	ClientID  string `gorm:"uniqueIndex"`
+	Name      string
+	Namespace string
+	Owner     string
+	Purpose   string
+	RiskLevel string
+	Status    string
+	// StatusReason is the reason given with the last state change.
+	StatusReason string
+	// CredentialType is CredentialPrivateKeyJWT or CredentialClientSecret.
+	CredentialType string
+	// TokenAlg is the JWS algorithm of this agent's access tokens (ES256 or RS256).
+	TokenAlg string
+	// Reference holds the reference measurements as a JSON document (owned by the
+	// attestation package; opaque here).
+	Reference        []byte
+	AllowedScopes    StringList
+	AllowedResources StringList
+	// MaxTokenTTL and AttestationTTL are stored in whole seconds.
+	MaxTokenTTLSeconds    int64
+	AttestationTTLSeconds int64
+	// CanIntrospect lets the agent act as a resource server at /oauth2/introspect.
+	CanIntrospect bool
+	// Generation increases by one on every update; caches compare it.
+	Generation int64
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+}
+
+// Credential is one way an agent authenticates at the token endpoint.
+type Credential struct {
+	ID      string `gorm:"primaryKey"` // "crd_" + random
+	AgentID string `gorm:"index"`
+	Type    string
+	State   string
+	// JWKS is the public JSON Web Key Set for private_key_jwt credentials.
+	JWKS []byte
+	// SecretHash is HMAC-SHA-256(pepper, secret) for client_secret credentials.
+	SecretHash []byte
+	CreatedAt  time.Time
+	// ExpiresAt is set on retiring credentials: the end of their grace period.
+	ExpiresAt *time.Time
+}
+
+// SigningKey records one of Lanyard's token signing keys. The private key lives in the
+// secrets backend at SecretPath/SecretVersion; only public material is stored here.
+type SigningKey struct {
+	KID           string `gorm:"primaryKey;column:kid"`
+	Alg           string
+	State         string
+	PublicJWK     []byte `gorm:"column:public_jwk"`
+	SecretPath    string
+	SecretVersion int
+	CreatedAt     time.Time
+	ActivatedAt   *time.Time
+	RetiredAt     *time.Time
+	// NotAfter is when a retired key leaves the JWKS: after the last token it signed expires.
+	NotAfter *time.Time
+}
+
+// AuditEvent is one record of the hash-chained audit log.
+// Hash = SHA-256(PrevHash || canonical(event)); see package audit for the canonical form.
+type AuditEvent struct {
+	Seq       int64 `gorm:"primaryKey;autoIncrement:false"`
+	ID        string
+	Time      time.Time
+	Type      string // e.g. agent.registered, token.issued, token.refused
+	Actor     string // "admin", "agent:<id>", "system"
+	AgentID   string
+	Namespace string
+	Outcome   string // success | failure
+	Reason    string
+	Data      []byte // JSON object with event-specific detail
+	RequestID string
+	PrevHash  []byte
+	Hash      []byte
+}
+
+// AuditHead is the tip of the audit chain: the last sequence number and its hash.
+// The zero head (Seq 0, Hash nil) means the log is empty.
+type AuditHead struct {
+	Seq  int64
+	Hash []byte
+}
+
+// RevokedToken marks an access token (by jti) as revoked until it would have expired.
+type RevokedToken struct {
+	JTI       string `gorm:"primaryKey;column:jti"`
+	AgentID   string
+	ExpiresAt time.Time
+	RevokedAt time.Time
+}
+
+// AgentFilter selects agents for ListAgents. Empty fields match everything.
+type AgentFilter struct {
+	Namespace string
+	Owner     string
+	Status    string
+	// After is the exclusive lower bound on ID (the cursor).
+	After string
+	// Limit caps the page size; implementations treat <= 0 as 100.
+	Limit int
+}
+
+// AuditFilter selects audit events for ListAudit. Empty fields match everything.
+type AuditFilter struct {
+	AgentID string
+	Type    string
+	Outcome string
+	Since   time.Time
+	Until   time.Time
+	// AfterSeq is the exclusive lower bound on Seq (the cursor).
+	AfterSeq int64
+	// Limit caps the page size; implementations treat <= 0 as 100.
+	Limit int
+}
+
+// Agents stores agents and their credentials.
+type Agents interface {
+	// CreateAgent inserts the agent and its first credential atomically.
+	// ErrConflict if an agent with the same namespace and name, ID or client ID exists.
+	CreateAgent(ctx context.Context, a *Agent, c *Credential) error
+	GetAgent(ctx context.Context, id string) (*Agent, error)
+	GetAgentByClientID(ctx context.Context, clientID string) (*Agent, error)
+	// ListAgents returns agents ordered by ID ascending.
+	ListAgents(ctx context.Context, f AgentFilter) ([]Agent, error)
+	// UpdateAgent is a compare-and-swap update; it increments Generation and sets UpdatedAt.
+	UpdateAgent(ctx context.Context, id string, fn func(a *Agent) error) (*Agent, error)
+	// CountAgentsByStatus returns the number of agents in each status.
+	CountAgentsByStatus(ctx context.Context) (map[string]int64, error)
+}
+
+// Credentials stores agent credentials.
+type Credentials interface {
+	// ListCredentials returns the agent's credentials, newest first.
+	ListCredentials(ctx context.Context, agentID string) ([]Credential, error)
+	// RotateCredential atomically marks every active credential of the agent retiring
+	// with ExpiresAt = graceUntil, inserts next as the active credential, and bumps the
+	// agent's Generation so caches reload.
+	RotateCredential(ctx context.Context, agentID string, next *Credential, graceUntil time.Time) error
+	// DeleteCredentials destroys every credential of the agent and bumps its Generation.
+	DeleteCredentials(ctx context.Context, agentID string) error
+}
+
+// SigningKeys stores signing key metadata.
+type SigningKeys interface {
+	CreateSigningKey(ctx context.Context, k *SigningKey) error
+	// ListSigningKeys returns all keys, oldest first.
+	ListSigningKeys(ctx context.Context) ([]SigningKey, error)
+	UpdateSigningKey(ctx context.Context, kid string, fn func(k *SigningKey) error) (*SigningKey, error)
+}
+
+// AuditLog stores the audit chain.
+type AuditLog interface {
+	// AppendAudit locks the chain head (so concurrent writers on one database
+	// serialise), calls build with it, and inserts the events build returns (which must
+	// already carry Seq, PrevHash and Hash continuing the head) in the same transaction.
+	AppendAudit(ctx context.Context, build func(head AuditHead) ([]AuditEvent, error)) error
+	// ListAudit returns events ordered by Seq ascending.
+	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
+	// AuditHead returns the current head without locking.
+	AuditHead(ctx context.Context) (AuditHead, error)
+}
+
+// Revocations stores revoked access tokens.
+type Revocations interface {
+	// RevokeToken records the revocation; revoking an already revoked jti is not an error.
+	RevokeToken(ctx context.Context, t RevokedToken) error
+	IsTokenRevoked(ctx context.Context, jti string) (bool, error)
+	// PurgeRevocations deletes revocations whose token expired before now.
+	PurgeRevocations(ctx context.Context, now time.Time) (int64, error)
+}
+
+// Settings stores small server-wide values (the admin token hash, for example).
+type Settings interface {
+	GetSetting(ctx context.Context, key string) ([]byte, error)
+	// PutSettingIfAbsent stores value unless key exists; it reports whether it stored.
+	PutSettingIfAbsent(ctx context.Context, key string, value []byte) (bool, error)
+	PutSetting(ctx context.Context, key string, value []byte) error
+}
+
+// Store is everything the server needs from its database.
+type Store interface {
+	Agents
+	Credentials
+	SigningKeys
+	AuditLog
+	Revocations
+	Settings
+	// Ping checks the database is reachable (for /readyz).
+	Ping(ctx context.Context) error
+	Close() error
+}
