@@ -111,6 +111,9 @@ type Agent struct {
 	AttestationTTLSeconds int64
 	// CanIntrospect lets the agent act as a resource server at /oauth2/introspect.
 	CanIntrospect bool
+	// TokensNotBefore invalidates every token issued before it (set on suspend and
+	// revoke, so resuming an agent does not revive tokens that were cut off).
+	TokensNotBefore *time.Time
 	// Generation increases by one on every update; caches compare it.
 	Generation int64
 	CreatedAt  time.Time
