@@ -1,0 +1,143 @@
+package oauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/ory/fosite"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/lanyardhq/lanyard/internal/lifecycle"
+	"github.com/lanyardhq/lanyard/internal/store"
+)
+
+// client is an agent as the token endpoint sees it: the agent record plus its usable
+// credentials, decoded once and cached. It implements fosite.Client.
+type client struct {
+	agent store.Agent
+	// keys are the public keys of every usable private_key_jwt credential.
+	keys []jose.JSONWebKey
+	// secrets are the hashes of every usable client secret.
+	secrets [][]byte
+	// validUntil is when the earliest retiring credential stops being usable (the cache
+	// entry must be rebuilt then); zero when none is retiring.
+	validUntil time.Time
+	// requiresAttestation is true when the agent has reference measurements.
+	requiresAttestation bool
+	loadedAt            time.Time
+}
+
+var _ fosite.Client = (*client)(nil)
+
+func (c *client) GetID() string                   { return c.agent.ClientID }
+func (c *client) GetHashedSecret() []byte         { return nil }
+func (c *client) GetRedirectURIs() []string       { return nil }
+func (c *client) GetGrantTypes() fosite.Arguments { return fosite.Arguments{"client_credentials"} }
+func (c *client) GetResponseTypes() fosite.Arguments {
+	return fosite.Arguments{}
+}
+func (c *client) GetScopes() fosite.Arguments   { return fosite.Arguments(c.agent.AllowedScopes) }
+func (c *client) IsPublic() bool                { return false }
+func (c *client) GetAudience() fosite.Arguments { return fosite.Arguments(c.agent.AllowedResources) }
+
+// clientStore is what the client cache reads.
+type clientStore interface {
+	GetAgentByClientID(ctx context.Context, clientID string) (*store.Agent, error)
+	ListCredentials(ctx context.Context, agentID string) ([]store.Credential, error)
+}
+
+// clientCache keeps decoded clients in memory: the token endpoint must not hit the
+// database on every request. Changes made through this server invalidate entries at
+// once (lifecycle.Service.OnChange); entries also expire after ttl so that changes made
+// by another replica take effect within ttl.
+type clientCache struct {
+	st  clientStore
+	ttl time.Duration
+	now func() time.Time
+
+	mu      sync.RWMutex
+	entries map[string]*client
+	// epoch counts invalidations; a load that raced one does not cache its result.
+	epoch uint64
+	group singleflight.Group
+}
+
+func newClientCache(st clientStore, ttl time.Duration, now func() time.Time) *clientCache {
+	return &clientCache{st: st, ttl: ttl, now: now, entries: make(map[string]*client)}
+}
+
+// errUnknownClient means no agent has the client id.
+var errUnknownClient = errors.New("oauth: unknown client")
+
+func (c *clientCache) get(ctx context.Context, clientID string) (*client, error) {
+	now := c.now()
+	c.mu.RLock()
+	e := c.entries[clientID]
+	c.mu.RUnlock()
+	if e != nil && now.Sub(e.loadedAt) < c.ttl && (e.validUntil.IsZero() || now.Before(e.validUntil)) {
+		return e, nil
+	}
+	v, err, _ := c.group.Do(clientID, func() (any, error) { return c.load(ctx, clientID) })
+	if err != nil {
+		return nil, err
+	}
+	return v.(*client), nil
+}
+
+func (c *clientCache) load(ctx context.Context, clientID string) (*client, error) {
+	c.mu.RLock()
+	epoch := c.epoch
+	c.mu.RUnlock()
+	a, err := c.st.GetAgentByClientID(ctx, clientID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errUnknownClient
+	}
+	if err != nil {
+		return nil, fmt.Errorf("oauth: load client: %w", err)
+	}
+	creds, err := c.st.ListCredentials(ctx, a.ID)
+	if err != nil {
+		return nil, fmt.Errorf("oauth: load credentials: %w", err)
+	}
+	now := c.now()
+	cl := &client{agent: *a, loadedAt: now, requiresAttestation: len(a.Reference) > 0}
+	for _, cr := range creds {
+		if cr.State == store.CredentialRetiring {
+			if cr.ExpiresAt == nil || !now.Before(*cr.ExpiresAt) {
+				continue
+			}
+			if cl.validUntil.IsZero() || cr.ExpiresAt.Before(cl.validUntil) {
+				cl.validUntil = *cr.ExpiresAt
+			}
+		}
+		switch cr.Type {
+		case store.CredentialPrivateKeyJWT:
+			set, err := lifecycle.ParseJWKS(cr.JWKS)
+			if err != nil {
+				return nil, fmt.Errorf("oauth: stored JWKS of credential %s: %w", cr.ID, err)
+			}
+			cl.keys = append(cl.keys, set.Keys...)
+		case store.CredentialClientSecret:
+			cl.secrets = append(cl.secrets, cr.SecretHash)
+		}
+	}
+	c.mu.Lock()
+	if c.epoch == epoch {
+		c.entries[clientID] = cl
+	}
+	c.mu.Unlock()
+	return cl, nil
+}
+
+// invalidate drops the cached entry of clientID.
+func (c *clientCache) invalidate(clientID string) {
+	c.mu.Lock()
+	delete(c.entries, clientID)
+	c.epoch++
+	c.mu.Unlock()
+	c.group.Forget(clientID)
+}
