@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lanyardhq/lanyard/internal/config"
+	"github.com/lanyardhq/lanyard/internal/server"
 	"github.com/lanyardhq/lanyard/internal/store/gormstore"
 )
 
@@ -25,7 +26,7 @@ func newMigrateCmd() *cobra.Command {
 					return err
 				}
 			}
-			log := newLogger(cfg, os.Stderr)
+			log := server.NewLogger(cfg, os.Stderr)
 			st, err := gormstore.Open(cmd.Context(), cfg.DatabaseURL, log)
 			if err != nil {
 				return err
