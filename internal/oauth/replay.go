@@ -28,7 +28,8 @@ type replayShard struct {
 }
 
 func newReplayCache(now time.Time) *replayCache {
-	c := &replayCache{started: now, seed: maphash.MakeSeed()}
+	// iat has second precision: assertions from the start's own second are accepted.
+	c := &replayCache{started: now.Truncate(time.Second), seed: maphash.MakeSeed()}
 	for i := range c.shards {
 		c.shards[i].seen = make(map[string]time.Time)
 	}
