@@ -12,6 +12,8 @@
 //     inside a transaction, calls fn, and writes the result back only if fn returns nil.
 //     An error from fn aborts the update and is returned unchanged.
 //   - Times are stored and returned in UTC.
+//   - Times are stored at microsecond resolution (PostgreSQL's): anything that hashes
+//     or compares a time it will store must truncate it first.
 package store
 
 import (
@@ -200,8 +202,9 @@ type AuditFilter struct {
 	AgentID string
 	Type    string
 	Outcome string
-	Since   time.Time
-	Until   time.Time
+	// Since and Until bound Time: events with Since <= Time < Until. A zero bound is open.
+	Since time.Time
+	Until time.Time
 	// AfterSeq is the exclusive lower bound on Seq (the cursor).
 	AfterSeq int64
 	// Limit caps the page size; implementations treat <= 0 as 100.
@@ -248,6 +251,9 @@ type AuditLog interface {
 	// AppendAudit locks the chain head (so concurrent writers on one database
 	// serialise), calls build with it, and inserts the events build returns (which must
 	// already carry Seq, PrevHash and Hash continuing the head) in the same transaction.
+	// Events that do not continue the head (a Seq other than head.Seq+1, +2, …, or a
+	// PrevHash other than the previous Hash) are refused and nothing changes. An error
+	// from build is returned unchanged; no events is a no-op.
 	AppendAudit(ctx context.Context, build func(head AuditHead) ([]AuditEvent, error)) error
 	// ListAudit returns events ordered by Seq ascending.
 	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
