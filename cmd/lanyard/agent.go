@@ -137,8 +137,9 @@ func yesNo(b bool) string {
 	return "no"
 }
 
-// printAgent writes one agent as aligned "key: value" lines.
-func printAgent(w io.Writer, a *client.Agent) error {
+// printAgent writes one agent as aligned "key: value" lines, followed by the extra
+// key/value rows (a one-time secret, say).
+func printAgent(w io.Writer, a *client.Agent, extra ...[2]string) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
 	row("ID", orDash(a.ID))
@@ -187,6 +188,9 @@ func printAgent(w io.Writer, a *client.Agent) error {
 	row("Reference", ref)
 	row("Created", fmtTime(a.CreatedAt))
 	row("Updated", fmtTime(a.UpdatedAt))
+	for _, kv := range extra {
+		row(kv[0], kv[1])
+	}
 	return tw.Flush()
 }
 
@@ -350,13 +354,11 @@ func newAgentRegisterCmd() *cobra.Command {
 			if o.json {
 				return printJSON(out, res.Raw, res)
 			}
-			if err := printAgent(out, &res.Agent); err != nil {
-				return err
-			}
+			var extra [][2]string
 			if res.ClientSecret != "" {
-				fmt.Fprintf(out, "Client secret:     %s\n", res.ClientSecret)
+				extra = append(extra, [2]string{"Client secret", res.ClientSecret})
 			}
-			return nil
+			return printAgent(out, &res.Agent, extra...)
 		},
 	}
 	o.addFlags(cmd, true)
@@ -637,14 +639,11 @@ func newAgentRotateCmd() *cobra.Command {
 			if o.json {
 				return printJSON(out, res.Raw, res)
 			}
-			if err := printAgent(out, &res.Agent); err != nil {
-				return err
-			}
-			fmt.Fprintf(out, "Old credential valid until: %s\n", fmtTime(res.GraceUntil))
+			extra := [][2]string{{"Old credential until", fmtTime(res.GraceUntil)}}
 			if res.ClientSecret != "" {
-				fmt.Fprintf(out, "New client secret: %s\n", res.ClientSecret)
+				extra = append(extra, [2]string{"New client secret", res.ClientSecret})
 			}
-			return nil
+			return printAgent(out, &res.Agent, extra...)
 		},
 	}
 	o.addFlags(cmd, true)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -53,6 +54,11 @@ func cliFakeAdmin(t *testing.T, routes map[string]http.HandlerFunc) {
 	t.Cleanup(srv.Close)
 	t.Setenv(envURL, srv.URL)
 	t.Setenv(envAdminToken, cliAdminToken)
+}
+
+// cliHasRow reports whether out has the aligned line "key:   value".
+func cliHasRow(out, key, value string) bool {
+	return regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(key) + `: +` + regexp.QuoteMeta(value) + `$`).MatchString(out)
 }
 
 func cliReply(status int, body string) http.HandlerFunc {
@@ -137,7 +143,7 @@ func TestAgentRegisterSecretShownOnceWithWarning(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(stdout, "Client secret:     c2VjcmV0") || !strings.Contains(stderr, "shown only this once") {
+	if !cliHasRow(stdout, "Client secret", "c2VjcmV0") || !strings.Contains(stderr, "shown only this once") {
 		t.Errorf("stdout:\n%s\nstderr:\n%s", stdout, stderr)
 	}
 	stdout, stderr, err = cliRun(t, "agent", "register", "--name", "a", "--namespace", "n", "--secret", "--json")
@@ -276,8 +282,8 @@ func TestAgentRotateSecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(stdout, "Old credential valid until: 2026-01-02T04:04:05Z") ||
-		!strings.Contains(stdout, "New client secret: bmV3") || !strings.Contains(stderr, "only this once") {
+	if !cliHasRow(stdout, "Old credential until", "2026-01-02T04:04:05Z") ||
+		!cliHasRow(stdout, "New client secret", "bmV3") || !strings.Contains(stderr, "only this once") {
 		t.Errorf("stdout:\n%s\nstderr:\n%s", stdout, stderr)
 	}
 }
