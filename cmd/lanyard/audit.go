@@ -114,7 +114,7 @@ func newAuditVerifyCmd() *cobra.Command {
 			}
 			r := &verifyResult{OK: v.OK, Events: v.Events, Head: v.Head}
 			if v.Broken != nil {
-				r.Broken = &verifyBreak{Seq: v.Broken.Seq, Reason: v.Broken.Reason}
+				r.Broken = &verifyBreak{Seq: v.Broken.Seq, Reason: v.Broken.Reason, Detail: v.Broken.Detail}
 			}
 			return r.report(out, v.Raw, o.json)
 		},

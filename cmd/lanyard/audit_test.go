@@ -22,7 +22,7 @@ func TestAuditVerifyThroughAPI(t *testing.T) {
 				cliReply(200, `{"ok":true,"events":42,"head":"ab12"}`)(w, r)
 				return
 			}
-			cliReply(200, `{"ok":false,"events":6,"broken":{"seq":7,"reason":"hash mismatch"}}`)(w, r)
+			cliReply(200, `{"ok":false,"events":6,"broken":{"seq":7,"reason":"hash mismatch","detail":"stored hash aa, contents hash to bb"}}`)(w, r)
 		},
 	})
 	stdout, _, err := cliRun(t, "audit", "verify")
@@ -31,7 +31,7 @@ func TestAuditVerifyThroughAPI(t *testing.T) {
 	}
 	ok = false
 	stdout, _, err = cliRun(t, "audit", "verify")
-	if err == nil || err.Error() != "audit chain is broken at seq 7: hash mismatch (6 events before it verified)" {
+	if err == nil || err.Error() != "audit chain is broken at seq 7: hash mismatch: stored hash aa, contents hash to bb (6 events before it verified)" {
 		t.Errorf("broken chain: err = %v", err)
 	}
 	if stdout != "" {

@@ -95,6 +95,8 @@ func (p *AuditPage) UnmarshalJSON(b []byte) error {
 type AuditBreak struct {
 	Seq    int64  `json:"seq"`
 	Reason string `json:"reason"`
+	// Detail says what was expected and what was found, when the server gives it.
+	Detail string `json:"detail,omitempty"`
 }
 
 // AuditVerification is the answer of GET /v1/audit/verify. When OK is false, Broken
