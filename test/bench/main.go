@@ -22,7 +22,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -224,7 +223,7 @@ func run(ctx context.Context, o options) error {
 	logf("pre-signed %d assertions in %s", n, time.Since(t0).Round(time.Millisecond))
 
 	logf("running %d clients: %s warm-up, %s measured", o.concurrency, o.warmup, o.duration)
-	res := drive(ctx, httpClient, disc.TokenEndpoint, bodies, o, pid)
+	res := drive(ctx, disc.TokenEndpoint, bodies, o, pid)
 	res.Server = baseURL
 	res.StartedServer = srv != nil
 	if srv != nil {
@@ -581,7 +580,7 @@ func (r *result) print(w io.Writer) {
 }
 
 // drive runs the load and measures the window after the warm-up.
-func drive(ctx context.Context, hc *http.Client, tokenURL string, bodies [][]byte, o options, pid int) *result {
+func drive(ctx context.Context, tokenURL string, bodies [][]byte, o options, pid int) *result {
 	var (
 		next         atomic.Int64
 		exhausted    atomic.Bool
@@ -634,6 +633,8 @@ func drive(ctx context.Context, hc *http.Client, tokenURL string, bodies [][]byt
 		lats[w] = make([]time.Duration, 0, len(bodies)/o.concurrency+1)
 		go func() {
 			defer wg.Done()
+			conn := newRawClient(tokenURL, o.timeout)
+			defer conn.close()
 			for runCtx.Err() == nil {
 				i := next.Add(1) - 1
 				if int(i) >= len(bodies) {
@@ -643,15 +644,8 @@ func drive(ctx context.Context, hc *http.Client, tokenURL string, bodies [][]byt
 					}
 					return
 				}
-				req, err := http.NewRequestWithContext(runCtx, "POST", tokenURL, bytes.NewReader(bodies[i]))
-				if err != nil {
-					recordErr(true, err.Error())
-					return
-				}
-				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-				req.Header.Set("Accept", "application/json")
 				t := time.Now()
-				resp, err := hc.Do(req)
+				status, errBody, err := conn.post(bodies[i])
 				if err != nil {
 					if runCtx.Err() != nil {
 						return // the run ended mid-request; not an error of the server
@@ -659,16 +653,10 @@ func drive(ctx context.Context, hc *http.Client, tokenURL string, bodies [][]byt
 					recordErr(t.After(measureFrom), err.Error())
 					continue
 				}
-				var errBody []byte
-				if resp.StatusCode != http.StatusOK {
-					errBody, _ = io.ReadAll(io.LimitReader(resp.Body, 512))
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
 				done := time.Now()
 				measured := t.After(measureFrom) && done.Before(end)
-				if resp.StatusCode != http.StatusOK {
-					recordErr(measured, fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(errBody))))
+				if status != http.StatusOK {
+					recordErr(measured, fmt.Sprintf("%d %s", status, strings.TrimSpace(string(errBody))))
 					continue
 				}
 				if measured {
