@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"testing"
 	"time"
+	"unicode/utf8"
+
+	"github.com/gowebpki/jcs"
 
 	"github.com/lanyardhq/lanyard/internal/store"
 )
@@ -187,4 +190,59 @@ func ExampleCanonical() {
 	fmt.Println(string(c))
 	// Output:
 	// {"actor":"admin","agent_id":"agt_1","data":{"from":"active","to":"suspended"},"id":"evt_01","namespace":"finance","outcome":"success","reason":"incident 42","request_id":"req-1","seq":1,"time":"2025-01-02T03:04:05.000000000Z","type":"agent.suspended"}
+}
+
+// referenceCanonical is the canonical form computed the obvious way: the JSON object
+// through a generic RFC 8785 implementation.
+func referenceCanonical(e store.AuditEvent) ([]byte, error) {
+	data := bytes.TrimSpace(e.Data)
+	if len(data) == 0 {
+		data = []byte("{}")
+	}
+	b, err := json.Marshal(struct {
+		Seq       int64           `json:"seq"`
+		ID        string          `json:"id"`
+		Time      string          `json:"time"`
+		Type      string          `json:"type"`
+		Actor     string          `json:"actor"`
+		AgentID   string          `json:"agent_id"`
+		Namespace string          `json:"namespace"`
+		Outcome   string          `json:"outcome"`
+		Reason    string          `json:"reason"`
+		Data      json.RawMessage `json:"data"`
+		RequestID string          `json:"request_id"`
+	}{e.Seq, e.ID, e.Time.UTC().Format(timeLayout), e.Type, e.Actor, e.AgentID, e.Namespace, e.Outcome, e.Reason, data, e.RequestID})
+	if err != nil {
+		return nil, err
+	}
+	return jcs.Transform(b)
+}
+
+// FuzzCanonicalMatchesJCS checks the hand-written envelope against a generic RFC 8785
+// implementation, on every string a field can hold.
+func FuzzCanonicalMatchesJCS(f *testing.F) {
+	f.Add(int64(1), "agent:agt_1", "assertion expired <&>\n\x00\x1f\x7f\u2028", "evt_1", []byte(`{"b":2.0,"a":"\u00e9"}`), int64(0))
+	f.Add(int64(1<<53-1), "\"quoted\" \\ back", "\b\f\r\t", "", []byte(` {"x":[1e21,1e-7,-0]} `), int64(1<<62))
+	f.Add(int64(-5), "\xff", "\U0001F600", "\ufeff", []byte(`[]`), int64(-1))
+	f.Fuzz(func(t *testing.T, seq int64, actor, reason, id string, data []byte, nanos int64) {
+		e := knownEvent()
+		e.Seq, e.Actor, e.Reason, e.ID, e.Data = seq, actor, reason, id, data
+		e.Time = time.Unix(0, nanos)
+		got, err := Canonical(e)
+		if err != nil {
+			// Refusals the reference does not make: it replaces invalid UTF-8, and
+			// accepts any JSON value as data and any seq.
+			return
+		}
+		if !utf8.ValidString(actor + reason + id) {
+			t.Fatalf("accepted invalid UTF-8")
+		}
+		want, err := referenceCanonical(e)
+		if err != nil {
+			t.Fatalf("reference refused what Canonical accepted: %v\n%s", err, got)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("canonical forms differ:\n got %q\nwant %q", got, want)
+		}
+	})
 }

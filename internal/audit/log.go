@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,7 +15,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
-	"github.com/gowebpki/jcs"
 
 	"github.com/lanyardhq/lanyard/internal/store"
 )
@@ -448,18 +446,20 @@ func (l *Log) chain(head store.AuditHead, evs []store.AuditEvent) error {
 	// failed one.
 	hashes := make([]byte, len(evs)*sha256.Size)
 	h := sha256.New()
+	var buf []byte
 	for i := range evs {
 		e := &evs[i]
 		e.Seq = head.Seq + int64(i) + 1
 		e.Time = t
 		e.PrevHash = prev
-		c, err := Canonical(*e)
-		if err != nil {
+		var err error
+		// encodeData made Data canonical.
+		if buf, err = appendCanonical(buf[:0], e, true); err != nil {
 			return err
 		}
 		h.Reset()
 		h.Write(prev)
-		h.Write(c)
+		h.Write(buf)
 		e.Hash = h.Sum(hashes[i*sha256.Size : i*sha256.Size : (i+1)*sha256.Size])
 		prev = e.Hash
 	}
@@ -473,10 +473,7 @@ func (l *Log) encodeData(e *Event) []byte {
 	if len(e.Data) == 0 {
 		return []byte("{}")
 	}
-	b, err := json.Marshal(e.Data)
-	if err == nil {
-		b, err = jcs.Transform(b)
-	}
+	b, err := appendData(nil, e.Data)
 	if err != nil {
 		// The error text may quote the data; leave it out.
 		l.logger.Error("audit: event data is not encodable as JSON; recording the event without it",
