@@ -37,9 +37,14 @@
 //	{ xxd -r -p prev.hex; cat event.json; } | sha256sum
 //
 // Times are truncated to microseconds before they are hashed, because that is what
-// PostgreSQL stores; Data is stored already in canonical form. Numbers inside Data are
-// IEEE 754 doubles, as RFC 8785 requires: record identifiers and other large integers as
-// strings.
+// PostgreSQL stores. Data is stored already in canonical form; the hash commits to its
+// meaning, not its bytes, so Data re-encoded without changing its meaning still verifies.
+// Numbers inside Data are IEEE 754 doubles, as RFC 8785 requires: record identifiers and
+// other large integers belong in strings.
+//
+// ID is "evt_" and a UUIDv7 in hex, fixed before the first attempt to append the event;
+// Time is when the batch holding the event was committed (under the head lock, so times
+// follow Seq order as far as the servers' clocks agree).
 //
 // # What verification proves, and what it does not
 //
@@ -47,10 +52,11 @@
 // that the stored chain head (the record AppendAudit locks, read with AuditHead) names
 // the last event. Editing, deleting, inserting or reordering any event is therefore
 // detected — unless the attacker also rewrites every later event and the head, which
-// anyone with write access to the database can do. The chain makes tampering evident only relative to a
-// head the attacker cannot rewrite: export Report.Head (with its event count)
-// periodically to a system outside the database's trust boundary — a SIEM, a transparency
-// log, a signed message — and compare later reports against it.
+// anyone with write access to the database can do. The chain makes tampering evident
+// only relative to a head the attacker cannot rewrite: export Report.Head (with
+// Report.Events) periodically to a system outside the database's trust boundary — a
+// SIEM, a transparency log, a signed message — and check later that the chain still
+// passes through it.
 //
 // # Writing
 //

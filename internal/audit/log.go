@@ -248,11 +248,10 @@ func (l *Log) Run(ctx context.Context) error {
 	timer.Stop()
 
 	var (
-		spare    []pending
-		evs      []store.AuditEvent
-		lost     int
-		lastErr  error
-		shutdown bool
+		spare   []pending
+		evs     []store.AuditEvent
+		lost    int // events of the shutdown flush given up
+		lastErr error
 	)
 	for {
 		l.mu.Lock()
@@ -267,7 +266,7 @@ func (l *Log) Run(ctx context.Context) error {
 			case <-l.wake:
 			case <-stop:
 				l.close()
-				stop, shutdown = nil, true
+				stop = nil
 			}
 			continue
 		}
@@ -284,7 +283,7 @@ func (l *Log) Run(ctx context.Context) error {
 				case <-stop:
 					timer.Stop()
 					l.close()
-					stop, shutdown = nil, true
+					stop = nil
 				}
 			}
 		}
@@ -295,6 +294,7 @@ func (l *Log) Run(ctx context.Context) error {
 		batch := l.queue
 		l.queue = spare
 		l.writing = len(batch)
+		final := l.closed
 		if l.space != nil {
 			close(l.space)
 			l.space = nil
@@ -306,7 +306,7 @@ func (l *Log) Run(ctx context.Context) error {
 			rest = rest[len(chunk):]
 			var err error
 			evs, err = l.commit(storeCtx, chunk, evs[:0])
-			if err != nil && shutdown {
+			if err != nil && final {
 				lost += len(chunk)
 				lastErr = err
 			}

@@ -423,3 +423,26 @@ func TestEmptyTypeRefused(t *testing.T) {
 		t.Fatal("Enqueue accepted an event without a type")
 	}
 }
+
+// TestShutdownFlushFailure checks that Run reports events it could not append while
+// shutting down, so that main can exit non-zero.
+func TestShutdownFlushFailure(t *testing.T) {
+	injected := errors.New("injected: database gone")
+	st := &faultyStore{AuditLog: &memStore{}, err: injected}
+	st.failAppends(1000)
+	l := New(st, nil, Options{RetryBackoff: time.Millisecond})
+	for i := 1; i <= 3; i++ {
+		if err := l.Enqueue(testEvent(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := l.Run(ctx)
+	if !errors.Is(err, injected) || !strings.Contains(err.Error(), "3 events") {
+		t.Fatalf("Run = %v, want an error counting 3 lost events", err)
+	}
+	if s := l.Stats(); s.Failed != 3 || s.QueueLen != 0 {
+		t.Fatalf("Stats = %+v", s)
+	}
+}
