@@ -145,9 +145,11 @@ func adminOnly(admin oauth.AdminChecker, aud *audit.Log) echo.MiddlewareFunc {
 				return newProblem(http.StatusUnauthorized, "unauthenticated", "the Authorization header must use the Bearer scheme")
 			}
 			if !admin.CheckAdminToken(c.Request().Context(), strings.TrimSpace(h[7:])) {
-				_ = aud.Enqueue(audit.Event{Type: "admin.auth_failed", Actor: "anonymous", Outcome: "failure",
+				if err := aud.Enqueue(audit.Event{Type: "admin.auth_failed", Actor: "anonymous", Outcome: "failure",
 					Reason: "admin token is not valid", RequestID: requestid.From(c.Request().Context()),
-					Data: map[string]any{"method": c.Request().Method, "path": c.Request().URL.Path}})
+					Data: map[string]any{"method": c.Request().Method, "path": c.Request().URL.Path}}); err != nil {
+					slog.ErrorContext(c.Request().Context(), "audit event lost", "type", "admin.auth_failed", "err", err)
+				}
 				return newProblem(http.StatusUnauthorized, "unauthenticated", "the admin token is not valid")
 			}
 			c.Set("actor", "admin")

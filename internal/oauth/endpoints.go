@@ -255,7 +255,7 @@ func (p *Provider) auditCallerRefused(r *http.Request, typ string, e *protocol.E
 	if id := claimedClientID(r); id != "" {
 		ev.Data["claimed_client_id"] = id
 	}
-	_ = p.deps.Audit.Enqueue(ev)
+	p.enqueue(ev)
 }
 
 // Discovery serves the RFC 8414 and OpenID Connect discovery documents: they list

@@ -225,7 +225,7 @@ func (p *Provider) Token(w http.ResponseWriter, r *http.Request) {
 	}
 	c := ar.GetClient().(*client)
 	claims := sess.JWTClaims
-	_ = p.deps.Audit.Enqueue(audit.Event{
+	p.enqueue(audit.Event{
 		Type: "token.issued", Actor: "agent:" + c.agent.ID, AgentID: c.agent.ID, Namespace: c.agent.Namespace,
 		Outcome: "success", RequestID: requestid.From(ctx),
 		Data: map[string]any{
@@ -236,6 +236,14 @@ func (p *Provider) Token(w http.ResponseWriter, r *http.Request) {
 	p.metrics.issued.WithLabelValues(c.agent.TokenAlg).Inc()
 	p.metrics.latency.WithLabelValues("token").Observe(p.now().Sub(start).Seconds())
 	p.fosite.WriteAccessResponse(ctx, w, ar, resp)
+}
+
+// enqueue hands e to the audit log. It can fail only once the log has shut down, when
+// the HTTP server is draining; the event is then lost, which must not go unnoticed.
+func (p *Provider) enqueue(e audit.Event) {
+	if err := p.deps.Audit.Enqueue(e); err != nil {
+		p.log.Error("audit event lost", "type", e.Type, "agent_id", e.AgentID, "request_id", e.RequestID, "err", err)
+	}
 }
 
 // refuse writes an OAuth error and records the refusal.
@@ -253,7 +261,7 @@ func (p *Provider) refuse(w http.ResponseWriter, r *http.Request, st *authState,
 		// Unauthenticated: record what the caller claimed, marked as a claim.
 		ev.Data["claimed_client_id"] = id
 	}
-	_ = p.deps.Audit.Enqueue(ev)
+	p.enqueue(ev)
 	p.metrics.refused.WithLabelValues(reason).Inc()
 	if e.Code == protocol.ErrServerError {
 		p.log.ErrorContext(r.Context(), "token request failed", "err", e)
