@@ -287,7 +287,7 @@ func (h *auditHandler) verify(c echo.Context) error {
 	}
 	out := map[string]any{"ok": rep.OK, "events": rep.Events, "head": hex.EncodeToString(rep.Head)}
 	if rep.Broken != nil {
-		out["broken"] = map[string]any{"seq": rep.Broken.Seq, "reason": rep.Broken.Reason}
+		out["broken"] = map[string]any{"seq": rep.Broken.Seq, "reason": rep.Broken.Reason, "detail": rep.Broken.Detail}
 	}
 	return c.JSON(http.StatusOK, out)
 }
