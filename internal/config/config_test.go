@@ -414,15 +414,15 @@ func TestLogValueRedacts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if tt.bug != "" {
-				t.Skip("BUG: " + tt.bug)
-			}
 			cfg := Defaults()
 			cfg.DatabaseURL = tt.dsn
 			cfg.AdminToken = adminToken
 			cfg.MasterKey = masterKey
 			for _, v := range []any{cfg, &cfg} {
 				out := logged(v)
+				if tt.bug != "" && strings.Contains(out, password) {
+					t.Skip("BUG: " + tt.bug)
+				}
 				for _, secret := range []string{password, adminToken, masterKey} {
 					if strings.Contains(out, secret) {
 						t.Errorf("log line contains secret %q:\n%s", secret, out)
@@ -431,10 +431,10 @@ func TestLogValueRedacts(t *testing.T) {
 				if !strings.Contains(out, `"admin_token_set":true`) || !strings.Contains(out, `"master_key_set":true`) {
 					t.Errorf("log line does not say the secrets are set:\n%s", out)
 				}
-				if strings.HasPrefix(tt.dsn, "postgres") && !strings.Contains(out, "db.internal") {
+				if strings.HasPrefix(tt.dsn, "postgres") && tt.bug == "" && !strings.Contains(out, "db.internal") {
 					t.Errorf("log line lost the database host:\n%s", out)
 				}
-				if strings.Contains(tt.dsn, password) && !strings.Contains(out, "REDACTED") {
+				if strings.Contains(tt.dsn, password) && tt.bug == "" && !strings.Contains(out, "REDACTED") {
 					t.Errorf("log line does not mark the password as redacted:\n%s", out)
 				}
 			}
