@@ -149,6 +149,8 @@ func TestDecodeJSON(t *testing.T) {
 			bug: "problem.go decodeJSON: dec.More() is false before ']' and '}', so a body followed by ] or } is accepted"},
 		{name: "trailing brace", body: `{"name":"a"}}`, typ: "malformed-json",
 			bug: "problem.go decodeJSON: dec.More() is false before ']' and '}', so a body followed by ] or } is accepted"},
+		{name: "second object after a bracket", body: `{"name":"a"}] {"name":"b","is_admin":true}`, typ: "malformed-json",
+			bug: "problem.go decodeJSON: dec.More() is false before ']' and '}', so anything after ] or } is ignored"},
 		{name: "deep nesting", body: strings.Repeat(`{"reference":`, 20000) + "{}" + strings.Repeat("}", 20000), typ: "malformed-json"},
 	}
 	for _, tt := range tests {

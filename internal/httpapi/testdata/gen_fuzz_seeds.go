@@ -40,6 +40,8 @@ func main() {
 		"empty":                ``,
 		"bom":                  "\xef\xbb\xbf{\"name\":\"a\"}",
 		"truncated":            `{"name":"a","credential":{"type":"clie`,
+		"empty_key":            `{"":0 }`,
+		"bracket_then_object":  `{"name":"a"}] {"name":"b","is_admin":true}`,
 	}
 	for name, s := range seeds {
 		body := "go test fuzz v1\n[]byte(" + strconv.Quote(s) + ")\n"
