@@ -296,13 +296,7 @@ func (c *Config) IsPostgres() bool {
 
 // LogValue redacts secrets when the configuration is logged.
 func (c Config) LogValue() slog.Value {
-	db := c.DatabaseURL
-	if u, err := url.Parse(db); err == nil && u.User != nil {
-		if _, has := u.User.Password(); has {
-			u.User = url.UserPassword(u.User.Username(), "REDACTED")
-			db = u.String()
-		}
-	}
+	db := redactDSN(c.DatabaseURL)
 	return slog.GroupValue(
 		slog.String("addr", c.Addr),
 		slog.String("issuer", c.Issuer),
@@ -315,6 +309,32 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("token_ttl", c.TokenTTL),
 		slog.Duration("max_token_ttl", c.MaxTokenTTL),
 	)
+}
+
+// redactDSN hides the password of a database URL, whether it sits in the userinfo or in
+// a password query parameter (pgx accepts both). A URL that does not parse is not
+// printed at all: it may hold a password in a form we cannot find.
+func redactDSN(dsn string) string {
+	if !strings.Contains(dsn, "://") {
+		return dsn // a SQLite file path
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "(unparseable database URL, not shown)"
+	}
+	if u.User != nil {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), "REDACTED")
+		}
+	}
+	q := u.Query()
+	for k := range q {
+		if strings.EqualFold(k, "password") {
+			q.Set(k, "REDACTED")
+		}
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // ParseLevel maps a level name to a slog.Level.

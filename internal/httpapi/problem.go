@@ -158,7 +158,9 @@ func decodeJSON(body []byte, v any) error {
 		}
 		return newProblem(http.StatusBadRequest, "malformed-json", "the body is not a valid JSON object")
 	}
-	if dec.More() {
+	// dec.More is false before a stray ] or }, so read one more token: only the end
+	// of the body may follow the value.
+	if _, err := dec.Token(); err != io.EOF {
 		return newProblem(http.StatusBadRequest, "malformed-json", "the body holds more than one JSON value")
 	}
 	return nil

@@ -303,6 +303,7 @@ func (s *Service) Patch(ctx context.Context, actor, id string, req PatchRequest)
 		changed = append(changed, "allowed_resources")
 	}
 	var ttl, attTTL time.Duration
+	var alg string
 	if req.MaxTokenTTL != nil {
 		ttl = v.duration("max_token_ttl", *req.MaxTokenTTL, s.opts.DefaultTokenTTL, time.Minute, s.opts.MaxTokenTTL)
 		changed = append(changed, "max_token_ttl")
@@ -312,7 +313,7 @@ func (s *Service) Patch(ctx context.Context, actor, id string, req PatchRequest)
 		changed = append(changed, "attestation_ttl")
 	}
 	if req.TokenAlg != nil {
-		v.tokenAlg("token_alg", *req.TokenAlg)
+		alg = v.tokenAlg("token_alg", *req.TokenAlg)
 		changed = append(changed, "token_alg")
 	}
 	if req.CanIntrospect != nil {
@@ -354,7 +355,7 @@ func (s *Service) Patch(ctx context.Context, actor, id string, req PatchRequest)
 			a.AttestationTTLSeconds = int64(attTTL / time.Second)
 		}
 		if req.TokenAlg != nil {
-			a.TokenAlg = *req.TokenAlg
+			a.TokenAlg = alg
 		}
 		if req.CanIntrospect != nil {
 			a.CanIntrospect = *req.CanIntrospect

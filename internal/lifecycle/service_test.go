@@ -819,7 +819,7 @@ func TestPatchEmptyTokenAlg(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got := f.agent(t, id).TokenAlg; got != "ES256" {
-		t.Skipf("BUG: service.go Patch stores token_alg %q verbatim instead of the value tokenAlg normalised it to (ES256)", got)
+		t.Fatalf("regression of a fixed bug: service.go Patch stores token_alg %q verbatim instead of the value tokenAlg normalised it to (ES256)", got)
 	}
 }
 

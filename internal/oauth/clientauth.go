@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	jose "github.com/go-jose/go-jose/v4"
 	josejwt "github.com/go-jose/go-jose/v4/jwt"
@@ -88,7 +89,9 @@ func (p *Provider) lookup(ctx context.Context, clientID string) (*client, *proto
 	if clientID == "" {
 		return nil, protocol.InvalidClient("client_id is missing").WithReason("no_client_id")
 	}
-	if len(clientID) > 128 {
+	// An id no agent can have never reaches the database (PostgreSQL refuses NUL and
+	// invalid UTF-8 with an error, which would turn a bad request into a 500).
+	if len(clientID) > 128 || !utf8.ValidString(clientID) || strings.IndexByte(clientID, 0) >= 0 {
 		return nil, protocol.InvalidClient("unknown client").WithReason("unknown_client")
 	}
 	c, err := p.clients.get(ctx, clientID)
@@ -248,7 +251,7 @@ func assertionHeader(raw string) (alg, kid string, _ *protocol.Error) {
 		return "", "", protocol.InvalidClient("client assertion header has crit extensions, which are not supported").WithReason("assertion_crit")
 	}
 	if !slices.Contains(lifecycle.AssertionAlgs, jose.SignatureAlgorithm(h.Alg)) {
-		return "", "", protocol.InvalidClient("client assertion alg %q is not allowed; use ES256, RS256 or PS256", h.Alg).WithReason("assertion_alg")
+		return "", "", protocol.InvalidClient("client assertion alg %q is not allowed; use ES256, RS256 or PS256", clip(h.Alg)).WithReason("assertion_alg")
 	}
 	return h.Alg, h.Kid, nil
 }
@@ -266,7 +269,7 @@ func selectKey(keys []jose.JSONWebKey, kid, alg string) (*jose.JSONWebKey, *prot
 				return &keys[i], nil
 			}
 		}
-		return nil, protocol.InvalidClient("client assertion kid %q matches no registered key", kid).WithReason("unknown_kid")
+		return nil, protocol.InvalidClient("client assertion kid %q matches no registered key", clip(kid)).WithReason("unknown_kid")
 	}
 	// Without kid, exactly one registered key may fit the alg; guessing among several
 	// would let an attacker choose the key.
@@ -292,4 +295,12 @@ func audienceOK(aud josejwt.Audience, issuer string, endpointURLs []string) bool
 		}
 	}
 	return false
+}
+
+// clip bounds caller-chosen text echoed into an error description and the audit log.
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
 }

@@ -76,9 +76,10 @@ func (h *grantHandler) HandleTokenEndpointRequest(_ context.Context, ar fosite.A
 	}
 
 	ttl := time.Duration(a.MaxTokenTTLSeconds) * time.Second
-	if ttl <= 0 || ttl > h.p.opts.MaxTokenTTL {
-		ttl = min(5*time.Minute, h.p.opts.MaxTokenTTL)
+	if ttl <= 0 {
+		ttl = 5 * time.Minute
 	}
+	ttl = min(ttl, h.p.opts.MaxTokenTTL)
 	now := h.p.now().UTC().Truncate(time.Second)
 	exp := now.Add(ttl)
 
@@ -131,11 +132,18 @@ type signer struct{ keys Keys }
 var _ fjwt.Signer = (*signer)(nil)
 
 func (s *signer) Generate(_ context.Context, claims fjwt.MapClaims, header fjwt.Mapper) (string, string, error) {
-	h := header.ToMap()
-	alg, _ := h["alg"].(string)
-	typ, _ := h["typ"].(string)
+	// fosite's Headers.ToMap drops "alg" (it expects the signer to choose), so the
+	// agent's algorithm is read from the session's header itself.
+	var alg, typ string
+	if fh, ok := header.(*fjwt.Headers); ok {
+		alg, _ = fh.Extra["alg"].(string)
+		typ, _ = fh.Extra["typ"].(string)
+	}
 	if alg == "" {
 		alg = "ES256"
+	}
+	if typ == "" {
+		typ = protocol.TypAccessToken
 	}
 	// RFC 9068 uses a single string aud when there is one audience.
 	if aud, ok := claims["aud"].([]string); ok && len(aud) == 1 {

@@ -46,23 +46,68 @@ func Valid(id string) bool {
 	return true
 }
 
-// LogHandler wraps h so every record logged with a request context gets a request_id
-// attribute.
-func LogHandler(h slog.Handler) slog.Handler { return logHandler{h} }
+// LogHandler wraps h so every record logged with a request context gets a top-level
+// request_id attribute, even when the logger has opened groups.
+func LogHandler(h slog.Handler) slog.Handler { return &logHandler{inner: h, base: h} }
 
-type logHandler struct{ slog.Handler }
+// logHandler keeps the handler as it was before any WithGroup (base, with the attrs
+// added at top level) apart from the one records go to (inner), so the request id can
+// be added at the top level: slog offers no other way to put an attribute outside the
+// open groups of a record.
+type logHandler struct {
+	inner slog.Handler
+	// base is inner without its groups; nil once attrs were added inside a group, in
+	// which case base's position cannot be recovered and the id goes inside.
+	base   slog.Handler
+	groups []groupStep
+}
 
-func (l logHandler) Handle(ctx context.Context, r slog.Record) error {
-	if id := From(ctx); id != "" {
-		r.AddAttrs(slog.String("request_id", id))
+// groupStep replays one WithGroup or WithAttrs call made after the first group.
+type groupStep struct {
+	group string
+	attrs []slog.Attr
+}
+
+func (l *logHandler) Enabled(ctx context.Context, level slog.Level) bool {
+	return l.inner.Enabled(ctx, level)
+}
+
+func (l *logHandler) Handle(ctx context.Context, r slog.Record) error {
+	id := From(ctx)
+	if id == "" {
+		return l.inner.Handle(ctx, r)
 	}
-	return l.Handler.Handle(ctx, r)
+	if len(l.groups) == 0 {
+		r.AddAttrs(slog.String("request_id", id))
+		return l.inner.Handle(ctx, r)
+	}
+	h := l.base.WithAttrs([]slog.Attr{slog.String("request_id", id)})
+	for _, g := range l.groups {
+		if g.group != "" {
+			h = h.WithGroup(g.group)
+		}
+		if len(g.attrs) > 0 {
+			h = h.WithAttrs(g.attrs)
+		}
+	}
+	return h.Handle(ctx, r)
 }
 
-func (l logHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return logHandler{l.Handler.WithAttrs(attrs)}
+func (l *logHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	n := &logHandler{inner: l.inner.WithAttrs(attrs), groups: l.groups}
+	if len(l.groups) == 0 {
+		n.base = l.base.WithAttrs(attrs)
+	} else {
+		n.base = l.base
+		n.groups = append(append([]groupStep(nil), l.groups...), groupStep{attrs: attrs})
+	}
+	return n
 }
 
-func (l logHandler) WithGroup(name string) slog.Handler {
-	return logHandler{l.Handler.WithGroup(name)}
+func (l *logHandler) WithGroup(name string) slog.Handler {
+	if name == "" {
+		return l
+	}
+	return &logHandler{inner: l.inner.WithGroup(name), base: l.base,
+		groups: append(append([]groupStep(nil), l.groups...), groupStep{group: name})}
 }
