@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -78,7 +79,7 @@ func New(d Deps, o Options) http.Handler {
 	}
 
 	// Admin API.
-	v1 := e.Group("/v1", adminOnly(d.Admin, d.Audit), noStore)
+	v1 := e.Group("/v1", v1Request, adminOnly(d.Admin, d.Audit))
 	(&agentsHandler{svc: d.Lifecycle}).Mount(v1)
 	(&auditHandler{st: d.AuditLog}).Mount(v1)
 	return e
@@ -126,12 +127,27 @@ func requestContext(log *slog.Logger, maxBody int64, dur *prometheus.HistogramVe
 	}
 }
 
-func noStore(next echo.HandlerFunc) echo.HandlerFunc {
+// v1Request sets no-store on every /v1 response and refuses URLs whose path or query
+// holds NUL or invalid UTF-8, which no identifier or filter can contain (and which
+// PostgreSQL would reject with an error, not a miss).
+func v1Request(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		c.Response().Header().Set("Cache-Control", "no-store")
+		u := c.Request().URL
+		bad := !cleanText(u.Path)
+		for _, vs := range u.Query() {
+			for _, v := range vs {
+				bad = bad || !cleanText(v)
+			}
+		}
+		if bad {
+			return newProblem(http.StatusBadRequest, "malformed-url", "the URL contains NUL or invalid UTF-8")
+		}
 		return next(c)
 	}
 }
+
+func cleanText(s string) bool { return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 }
 
 // adminOnly requires the admin bearer token on every request.
 func adminOnly(admin oauth.AdminChecker, aud *audit.Log) echo.MiddlewareFunc {

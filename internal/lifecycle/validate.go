@@ -223,9 +223,7 @@ func (v *validator) reference(field string, r *Reference) {
 		if u, err := url.Parse(s.Issuer); err != nil || u.Scheme != "https" || u.Host == "" {
 			v.add(f+".issuer", "must be an https URL")
 		}
-		if s.Subject == "" || len(s.Subject) > 512 {
-			v.add(f+".subject", "is required (at most 512 bytes)")
-		}
+		v.text(f+".subject", s.Subject, true, 512)
 	}
 	if r.OnMismatch != "" && r.OnMismatch != "suspend" {
 		v.add(field+".on_mismatch", `must be "" or "suspend"`)

@@ -331,3 +331,18 @@ func mustGet(t *testing.T, u string) *http.Request {
 	}
 	return req
 }
+
+// TestHostileURLs: identifiers and filters with NUL or invalid UTF-8 get a 400 on every
+// database, never a 500.
+func TestHostileURLs(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *env) {
+		for _, path := range []string{"/v1/agents/agt_%00x", "/v1/agents/agt_%ff", "/v1/agents?namespace=a%00b",
+			"/v1/agents?cursor=%ff", "/v1/audit?agent_id=%00", "/v1/agents/agt_%00/suspend"} {
+			method := http.MethodGet
+			if strings.HasSuffix(path, "/suspend") {
+				method = http.MethodPost
+			}
+			wantProblem(t, e.api(method, path, nil), 400)
+		}
+	})
+}
