@@ -268,6 +268,7 @@ type server struct {
 	dir        string
 	logPath    string
 	database   string
+	dropSchema func() error
 	keep       bool
 	exited     chan struct{}
 	waitErr    error
@@ -331,7 +332,16 @@ func startServer(ctx context.Context, o options, logf func(string, ...any)) (*se
 		"LANYARD_LOG_LEVEL=warn",
 	)
 	if o.databaseURL != "" {
-		env = append(env, "LANYARD_DATABASE_URL="+o.databaseURL)
+		dsn := o.databaseURL
+		if s.database == "postgres" {
+			// A schema of the run's own: the fresh data dir holds fresh secrets, which
+			// the keys left in another run's schema would not match.
+			if dsn, s.dropSchema, err = freshSchema(dsn); err != nil {
+				os.RemoveAll(dir)
+				return nil, err
+			}
+		}
+		env = append(env, "LANYARD_DATABASE_URL="+dsn)
 	}
 	env = append(env, o.serverEnv...)
 
@@ -429,6 +439,11 @@ func (s *server) stop(logf func(string, ...any)) {
 	if s.keep {
 		logf("kept %s (server log: %s)", s.dir, s.logPath)
 		return
+	}
+	if s.dropSchema != nil {
+		if err := s.dropSchema(); err != nil {
+			logf("drop bench schema: %v", err)
+		}
 	}
 	os.RemoveAll(s.dir)
 }
