@@ -151,17 +151,13 @@ func (p *Provider) Introspect(w http.ResponseWriter, r *http.Request) {
 	if !p.parsePost(w, r) {
 		return
 	}
-	who, perr := p.authorizeCaller(r, p.introspectURL)
-	if perr != nil {
-		p.auditCallerRefused(r, "introspection.refused", perr)
-		writeError(w, r, perr)
+	who, ok := p.requireCaller(w, r, p.introspectURL, "introspection.refused")
+	if !ok {
 		return
 	}
 	if !who.admin && !who.agent.CanIntrospect {
-		perr := &protocol.Error{Code: protocol.ErrUnauthorizedClient, Status: http.StatusForbidden,
-			Description: "agent may not introspect tokens (can_introspect is false)", Reason: "not_allowed"}
-		p.auditCallerRefused(r, "introspection.refused", perr)
-		writeError(w, r, perr)
+		p.refuseCaller(w, r, "introspection.refused", &protocol.Error{Code: protocol.ErrUnauthorizedClient, Status: http.StatusForbidden,
+			Description: "agent may not introspect tokens (can_introspect is false)", Reason: "not_allowed"})
 		return
 	}
 	token := r.PostForm.Get("token")
@@ -207,10 +203,8 @@ func (p *Provider) Revoke(w http.ResponseWriter, r *http.Request) {
 	if !p.parsePost(w, r) {
 		return
 	}
-	who, perr := p.authorizeCaller(r, p.revokeURL)
-	if perr != nil {
-		p.auditCallerRefused(r, "token.revoke_refused", perr)
-		writeError(w, r, perr)
+	who, ok := p.requireCaller(w, r, p.revokeURL, "token.revoke_refused")
+	if !ok {
 		return
 	}
 	token := r.PostForm.Get("token")
@@ -249,13 +243,26 @@ func (p *Provider) Revoke(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-func (p *Provider) auditCallerRefused(r *http.Request, typ string, e *protocol.Error) {
+// requireCaller authorizes the caller of an endpoint, or answers the refusal (audited
+// as refusedType) and reports false.
+func (p *Provider) requireCaller(w http.ResponseWriter, r *http.Request, endpointURL, refusedType string) (caller, bool) {
+	who, perr := p.authorizeCaller(r, endpointURL)
+	if perr != nil {
+		p.refuseCaller(w, r, refusedType, perr)
+		return caller{}, false
+	}
+	return who, true
+}
+
+// refuseCaller audits and writes a refusal of an introspection or revocation caller.
+func (p *Provider) refuseCaller(w http.ResponseWriter, r *http.Request, typ string, e *protocol.Error) {
 	ev := audit.Event{Type: typ, Actor: "anonymous", Outcome: "failure", Reason: e.Description,
 		RequestID: requestid.From(r.Context()), Data: map[string]any{"error": e.Code, "check": e.Reason}}
 	if id := claimedClientID(r); id != "" {
 		ev.Data["claimed_client_id"] = id
 	}
 	p.enqueue(ev)
+	writeError(w, r, e)
 }
 
 // Discovery serves the RFC 8414 and OpenID Connect discovery documents: they list
