@@ -278,6 +278,62 @@ type Settings interface {
 	PutSetting(ctx context.Context, key string, value []byte) error
 }
 
+// Attestation verdicts.
+const (
+	AttestationAffirming       = "affirming"
+	AttestationContraindicated = "contraindicated"
+)
+
+// AttestationResult is the verdict on one piece of evidence an agent presented.
+type AttestationResult struct {
+	ID      string `gorm:"primaryKey"` // "att_" + time-ordered random
+	AgentID string `gorm:"index"`
+	Status  string // AttestationAffirming or AttestationContraindicated
+	// Host is how the host was measured: "tpm", "sigstore", "tpm+sigstore" or "none".
+	Host string
+	// Measurements is the JSON of the measured digests; Checks the JSON list of every
+	// check's outcome (owned by package attest; opaque here).
+	Measurements []byte
+	Checks       []byte
+	IssuedAt     time.Time
+	ExpiresAt    time.Time
+}
+
+// AttestationChallenge is a single-use nonce handed to one client.
+type AttestationChallenge struct {
+	// NonceHash is SHA-256 of the nonce bytes: the nonce itself is never stored.
+	NonceHash []byte `gorm:"primaryKey"`
+	ClientID  string
+	ExpiresAt time.Time
+}
+
+// TPMCounters are the last accepted clock counters of a TPM attestation key, so that an
+// old quote cannot be replayed.
+type TPMCounters struct {
+	AKName       string `gorm:"primaryKey;column:ak_name"` // hex TPM Name of the AK
+	Clock        int64
+	ResetCount   int64
+	RestartCount int64
+	UpdatedAt    time.Time
+}
+
+// Attestations stores challenges, verdicts and TPM counters.
+type Attestations interface {
+	CreateChallenge(ctx context.Context, c *AttestationChallenge) error
+	// ConsumeChallenge deletes the challenge with nonceHash and returns it: a nonce is
+	// usable once. ErrNotFound when there is none (never issued, or already used).
+	// Expired challenges are returned too; the caller checks ExpiresAt.
+	ConsumeChallenge(ctx context.Context, nonceHash []byte) (*AttestationChallenge, error)
+	// PurgeChallenges deletes challenges that expired before now.
+	PurgeChallenges(ctx context.Context, now time.Time) (int64, error)
+	CreateAttestation(ctx context.Context, r *AttestationResult) error
+	// ListAttestations returns the agent's results, newest first, at most limit (<= 0: 100).
+	ListAttestations(ctx context.Context, agentID string, limit int) ([]AttestationResult, error)
+	// UpdateTPMCounters is a compare-and-swap on the AK's counters: fn gets the stored
+	// counters (nil the first time) and returns the new ones, or an error that aborts.
+	UpdateTPMCounters(ctx context.Context, akName string, fn func(cur *TPMCounters) (*TPMCounters, error)) error
+}
+
 // Store is everything the server needs from its database.
 type Store interface {
 	Agents
@@ -286,6 +342,7 @@ type Store interface {
 	AuditLog
 	Revocations
 	Settings
+	Attestations
 	// Ping checks the database is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	Close() error

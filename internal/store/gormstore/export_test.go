@@ -11,6 +11,9 @@ var Models = []any{
 	&auditHead{},
 	&store.RevokedToken{},
 	&setting{},
+	&store.AttestationChallenge{},
+	&store.AttestationResult{},
+	&store.TPMCounters{},
 }
 
 // DB exposes the writer's gorm handle to the tests.

@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -53,6 +54,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Audit/Concurrent", testAuditConcurrent},
 		{"Audit/List", testAuditList},
 		{"Revocation", testRevocation},
+		{"Attestation/Challenge", testAttestationChallenge},
+		{"Attestation/ChallengeConcurrent", testAttestationChallengeConcurrent},
+		{"Attestation/Results", testAttestationResults},
+		{"Attestation/TPMCounters", testTPMCounters},
 		{"Setting", testSetting},
 		{"Setting/IfAbsentConcurrent", testSettingIfAbsentConcurrent},
 		{"Concurrent/MixedWorkload", testMixedWorkload},
@@ -1182,5 +1187,99 @@ func checkUTC(t *testing.T, what string, rec any) {
 		if tm, ok := f.Interface().(time.Time); ok && tm.Location() != time.UTC {
 			t.Errorf("%s: %s is in %v, want UTC", what, v.Type().Field(i).Name, tm.Location())
 		}
+	}
+}
+
+func testAttestationChallenge(t *testing.T, s store.Store) {
+	c := &store.AttestationChallenge{NonceHash: []byte("hash-1"), ClientID: "agt_1", ExpiresAt: t0.Add(time.Minute)}
+	if err := s.CreateChallenge(ctx(t), c); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateChallenge(ctx(t), &store.AttestationChallenge{NonceHash: []byte("hash-1"), ClientID: "agt_2", ExpiresAt: t0}); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("duplicate nonce: %v, want ErrConflict", err)
+	}
+	got, err := s.ConsumeChallenge(ctx(t), []byte("hash-1"))
+	if err != nil || got.ClientID != "agt_1" || !got.ExpiresAt.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("ConsumeChallenge = %+v, %v", got, err)
+	}
+	if _, err := s.ConsumeChallenge(ctx(t), []byte("hash-1")); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("second consume: %v, want ErrNotFound (single use)", err)
+	}
+	old := &store.AttestationChallenge{NonceHash: []byte("hash-old"), ClientID: "agt_1", ExpiresAt: t0.Add(-time.Second)}
+	if err := s.CreateChallenge(ctx(t), old); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.PurgeChallenges(ctx(t), t0); err != nil || n != 1 {
+		t.Errorf("PurgeChallenges = %d, %v; want 1", n, err)
+	}
+}
+
+func testAttestationChallengeConcurrent(t *testing.T, s store.Store) {
+	if err := s.CreateChallenge(ctx(t), &store.AttestationChallenge{NonceHash: []byte("race"), ClientID: "agt_1", ExpiresAt: t0.Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := s.ConsumeChallenge(ctx(t), []byte("race")); err == nil {
+				wins.Add(1)
+			} else if !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("ConsumeChallenge: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Errorf("%d goroutines consumed one nonce, want exactly 1", wins.Load())
+	}
+}
+
+func testAttestationResults(t *testing.T, s store.Store) {
+	a := mustCreateAgent(t, s, newAgent("agt_att", "ns", "att"))
+	for i, st := range []string{store.AttestationContraindicated, store.AttestationAffirming} {
+		r := &store.AttestationResult{ID: fmt.Sprintf("att_%d", i), AgentID: a.ID, Status: st, Host: "tpm",
+			Measurements: []byte(`{"model_digest":"x"}`), Checks: []byte(`[]`), IssuedAt: t0, ExpiresAt: t0.Add(10 * time.Minute)}
+		if err := s.CreateAttestation(ctx(t), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list, err := s.ListAttestations(ctx(t), a.ID, 10)
+	if err != nil || len(list) != 2 || list[0].ID != "att_1" || list[0].Status != store.AttestationAffirming ||
+		string(list[0].Measurements) != `{"model_digest":"x"}` || !list[0].ExpiresAt.Equal(t0.Add(10*time.Minute)) {
+		t.Fatalf("ListAttestations = %+v, %v", list, err)
+	}
+	if list, _ := s.ListAttestations(ctx(t), a.ID, 1); len(list) != 1 || list[0].ID != "att_1" {
+		t.Errorf("limit 1 gave %+v, want the newest", list)
+	}
+	if list, _ := s.ListAttestations(ctx(t), "agt_other", 10); len(list) != 0 {
+		t.Errorf("another agent's list = %+v", list)
+	}
+}
+
+func testTPMCounters(t *testing.T, s store.Store) {
+	var seen []*store.TPMCounters
+	bump := func(clock int64) error {
+		return s.UpdateTPMCounters(ctx(t), "000b1234", func(cur *store.TPMCounters) (*store.TPMCounters, error) {
+			seen = append(seen, cur)
+			if cur != nil && clock <= cur.Clock {
+				return nil, fmt.Errorf("clock went backwards")
+			}
+			return &store.TPMCounters{Clock: clock, ResetCount: 1, RestartCount: 2}, nil
+		})
+	}
+	if err := bump(100); err != nil {
+		t.Fatal(err)
+	}
+	if err := bump(200); err != nil {
+		t.Fatal(err)
+	}
+	if err := bump(150); err == nil || err.Error() != "clock went backwards" {
+		t.Errorf("rollback: %v, want fn's error unchanged", err)
+	}
+	if seen[0] != nil || seen[1] == nil || seen[1].Clock != 100 || seen[2].Clock != 200 || seen[2].RestartCount != 2 {
+		t.Errorf("fn saw %+v %+v %+v", seen[0], seen[1], seen[2])
 	}
 }
