@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/lanyardhq/lanyard/internal/attest"
 	"github.com/lanyardhq/lanyard/internal/audit"
 	"github.com/lanyardhq/lanyard/internal/lifecycle"
 	"github.com/lanyardhq/lanyard/internal/oauth"
@@ -30,9 +31,12 @@ import (
 type Deps struct {
 	Lifecycle *lifecycle.Service
 	OAuth     *oauth.Provider
-	Admin     oauth.AdminChecker
-	Audit     *audit.Log
-	AuditLog  store.AuditLog
+	Attest    *attest.Service
+	// Issuer is the base of the endpoint URLs accepted as client assertion audiences.
+	Issuer   string
+	Admin    oauth.AdminChecker
+	Audit    *audit.Log
+	AuditLog store.AuditLog
 	// Ready checks are run by /readyz; each returns nil when its dependency is reachable.
 	Ready map[string]func(context.Context) error
 	// Gatherer serves /metrics; Registerer receives the HTTP metrics.
@@ -79,9 +83,14 @@ func New(d Deps, o Options) http.Handler {
 	}
 
 	// Admin API.
+	// Attestation: agents authenticate as at the token endpoint, so these routes sit
+	// outside the admin group.
+	ah := &attestHandler{svc: d.Attest, oauth: d.OAuth, issuer: d.Issuer}
+	ah.MountAgent(e)
 	v1 := e.Group("/v1", v1Request, adminOnly(d.Admin, d.Audit))
 	(&agentsHandler{svc: d.Lifecycle}).Mount(v1)
 	(&auditHandler{st: d.AuditLog}).Mount(v1)
+	ah.MountAdmin(v1)
 	return e
 }
 

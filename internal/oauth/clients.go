@@ -2,6 +2,7 @@ package oauth
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -28,7 +29,11 @@ type client struct {
 	validUntil time.Time
 	// requiresAttestation is true when the agent has reference measurements.
 	requiresAttestation bool
-	loadedAt            time.Time
+	// attestation is the agent's latest verdict (when it requires one), and attMeasured
+	// its measured digests; nil when there is none.
+	attestation *store.AttestationResult
+	attMeasured map[string]string
+	loadedAt    time.Time
 }
 
 var _ fosite.Client = (*client)(nil)
@@ -48,6 +53,7 @@ func (c *client) GetAudience() fosite.Arguments { return fosite.Arguments(c.agen
 type clientStore interface {
 	GetAgentByClientID(ctx context.Context, clientID string) (*store.Agent, error)
 	ListCredentials(ctx context.Context, agentID string) ([]store.Credential, error)
+	ListAttestations(ctx context.Context, agentID string, limit int) ([]store.AttestationResult, error)
 }
 
 // clientCache keeps decoded clients in memory: the token endpoint must not hit the
@@ -105,6 +111,20 @@ func (c *clientCache) load(ctx context.Context, clientID string) (*client, error
 	}
 	now := c.now()
 	cl := &client{agent: *a, loadedAt: now, requiresAttestation: len(a.Reference) > 0}
+	if cl.requiresAttestation {
+		list, err := c.st.ListAttestations(ctx, a.ID, 1)
+		if err != nil {
+			return nil, fmt.Errorf("oauth: load attestation: %w", err)
+		}
+		if len(list) == 1 {
+			cl.attestation = &list[0]
+			_ = json.Unmarshal(list[0].Measurements, &cl.attMeasured)
+			if cl.validUntil.IsZero() || list[0].ExpiresAt.Before(cl.validUntil) {
+				// Rebuild at the verdict's expiry: a newer one may exist by then.
+				cl.validUntil = list[0].ExpiresAt
+			}
+		}
+	}
 	for _, cr := range creds {
 		if cr.State == store.CredentialRetiring {
 			if cr.ExpiresAt == nil || !now.Before(*cr.ExpiresAt) {

@@ -35,7 +35,7 @@ func (h *grantHandler) CanHandleTokenEndpointRequest(_ context.Context, ar fosit
 }
 
 // HandleTokenEndpointRequest decides what the token may carry.
-func (h *grantHandler) HandleTokenEndpointRequest(_ context.Context, ar fosite.AccessRequester) error {
+func (h *grantHandler) HandleTokenEndpointRequest(ctx context.Context, ar fosite.AccessRequester) error {
 	c, ok := ar.GetClient().(*client)
 	if !ok {
 		return protocol.ServerError(errors.New("oauth: unexpected client type"))
@@ -48,8 +48,14 @@ func (h *grantHandler) HandleTokenEndpointRequest(_ context.Context, ar fosite.A
 	default:
 		return protocol.InvalidClient("agent is %s", a.Status).WithReason("agent_" + a.Status)
 	}
+	now := h.p.now().UTC().Truncate(time.Second)
+	var att *store.AttestationResult
+	var measured map[string]string
 	if c.requiresAttestation {
-		return protocol.UnauthorizedClient("agent has reference measurements and needs a current affirming attestation result; none exists").WithReason("attestation_required")
+		var perr *protocol.Error
+		if att, measured, perr = h.currentAttestation(ctx, c, now); perr != nil {
+			return perr
+		}
 	}
 
 	for _, s := range ar.GetRequestedScopes() {
@@ -80,8 +86,11 @@ func (h *grantHandler) HandleTokenEndpointRequest(_ context.Context, ar fosite.A
 		ttl = 5 * time.Minute
 	}
 	ttl = min(ttl, h.p.opts.MaxTokenTTL)
-	now := h.p.now().UTC().Truncate(time.Second)
 	exp := now.Add(ttl)
+	if att != nil && att.ExpiresAt.Before(exp) {
+		// A token never outlives the attestation that allowed it.
+		exp = att.ExpiresAt.Truncate(time.Second)
+	}
 
 	sess := ar.GetSession().(*foauth2.JWTSession)
 	sess.SetExpiresAt(fosite.AccessToken, exp)
@@ -96,8 +105,37 @@ func (h *grantHandler) HandleTokenEndpointRequest(_ context.Context, ar fosite.A
 			protocol.ClaimNamespace: a.Namespace,
 		},
 	}
+	if att != nil {
+		m := measured
+		sess.JWTClaims.Extra[protocol.ClaimAtt] = map[string]any{
+			"id": att.ID, "model": m["model_digest"], "prompt": m["prompt_digest"], "tools": m["tool_manifest_digest"],
+			"host": att.Host, "exp": att.ExpiresAt.Unix(),
+		}
+	}
 	sess.JWTHeader = &fjwt.Headers{Extra: map[string]any{"typ": protocol.TypAccessToken, "alg": a.TokenAlg}}
 	return nil
+}
+
+// currentAttestation returns the agent's current affirming verdict, or the refusal
+// that says why there is none. A cached verdict that no longer allows a token is
+// re-read once: another replica may have recorded a newer one.
+func (h *grantHandler) currentAttestation(ctx context.Context, c *client, now time.Time) (*store.AttestationResult, map[string]string, *protocol.Error) {
+	r, measured := c.attestation, c.attMeasured
+	if r == nil || r.Status != store.AttestationAffirming || !now.Before(r.ExpiresAt) {
+		// c is shared by concurrent requests: read the fresh entry, never write c.
+		if fresh, err := h.p.clients.load(ctx, c.agent.ClientID); err == nil {
+			r, measured = fresh.attestation, fresh.attMeasured
+		}
+	}
+	switch {
+	case r == nil:
+		return nil, nil, protocol.InvalidGrant("attestation missing: the agent has reference measurements and no attestation result; attest first (POST /v1/attestations)").WithReason("attestation_missing")
+	case r.Status != store.AttestationAffirming:
+		return nil, nil, protocol.InvalidGrant("attestation failed: the latest result %s is %s; see GET /v1/agents/%s/attestations", r.ID, r.Status, c.agent.ID).WithReason("attestation_failed")
+	case !now.Before(r.ExpiresAt):
+		return nil, nil, protocol.InvalidGrant("attestation expired at %s; attest again", r.ExpiresAt.UTC().Format(time.RFC3339)).WithReason("attestation_expired")
+	}
+	return r, measured, nil
 }
 
 // PopulateTokenEndpointResponse signs the token.

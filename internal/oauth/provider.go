@@ -35,6 +35,7 @@ type Store interface {
 	GetAgentByClientID(ctx context.Context, clientID string) (*store.Agent, error)
 	GetAgent(ctx context.Context, id string) (*store.Agent, error)
 	ListCredentials(ctx context.Context, agentID string) ([]store.Credential, error)
+	ListAttestations(ctx context.Context, agentID string, limit int) ([]store.AttestationResult, error)
 	RevokeToken(ctx context.Context, t store.RevokedToken) error
 	IsTokenRevoked(ctx context.Context, jti string) (bool, error)
 }
@@ -150,6 +151,10 @@ func New(d Deps, o Options) *Provider {
 
 // Invalidate drops cached state of agent a; lifecycle.Service.OnChange calls it.
 func (p *Provider) Invalidate(a *store.Agent) { p.clients.invalidate(a.ClientID) }
+
+// InvalidateAgent drops cached state of the agent with this id (its client id is its
+// id); attest.Service.OnResult calls it after each verdict.
+func (p *Provider) InvalidateAgent(agentID string) { p.clients.invalidate(agentID) }
 
 // TokenURL is the token endpoint's URL.
 func (p *Provider) TokenURL() string { return p.tokenURL }

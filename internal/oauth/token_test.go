@@ -434,7 +434,7 @@ func TestAttestationRequired(t *testing.T) {
 	a := f.registerJWT(t, ecKey(), func(r *lifecycle.RegisterRequest) {
 		r.Reference = &lifecycle.Reference{ModelDigest: "sha256:" + strings.Repeat("ab", 32)}
 	})
-	f.refuse(t, assertionForm(f.assertion(t, a, ecKey())), 400, "unauthorized_client", "attestation_required")
+	f.refuse(t, assertionForm(f.assertion(t, a, ecKey())), 400, "invalid_grant", "attestation_missing")
 }
 
 // TestRetiringCredential checks a rotated-out credential works until the end of its

@@ -93,6 +93,12 @@ func InvalidClient(format string, args ...any) *Error {
 	return newErr(ErrInvalidClient, http.StatusUnauthorized, format, args...)
 }
 
+// InvalidGrant reports a grant the client may not use now (RFC 6749 §5.2), e.g. missing
+// or failed attestation.
+func InvalidGrant(format string, args ...any) *Error {
+	return newErr(ErrInvalidGrant, http.StatusBadRequest, format, args...)
+}
+
 // UnauthorizedClient reports an authenticated client that may not use this grant now.
 func UnauthorizedClient(format string, args ...any) *Error {
 	return newErr(ErrUnauthorizedClient, http.StatusBadRequest, format, args...)

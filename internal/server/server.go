@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/lanyardhq/lanyard/internal/adminauth"
+	"github.com/lanyardhq/lanyard/internal/attest"
 	"github.com/lanyardhq/lanyard/internal/audit"
 	"github.com/lanyardhq/lanyard/internal/config"
 	"github.com/lanyardhq/lanyard/internal/httpapi"
@@ -117,9 +118,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, e
 		Logger: log, Registerer: reg,
 	})
 	svc.OnChange(provider.Invalidate)
+	att := attest.New(s.st, s.audit, svc, km, attest.Options{Issuer: cfg.Issuer})
+	att.OnResult(provider.InvalidateAgent)
 
 	handler := httpapi.New(httpapi.Deps{
-		Lifecycle: svc, OAuth: provider, Admin: admin, Audit: s.audit, AuditLog: s.st,
+		Lifecycle: svc, OAuth: provider, Attest: att, Issuer: cfg.Issuer, Admin: admin, Audit: s.audit, AuditLog: s.st,
 		Ready:    map[string]func(context.Context) error{"database": s.st.Ping, "secrets": sb.Ping},
 		Gatherer: reg, Registerer: reg,
 	}, httpapi.Options{MaxBodyBytes: cfg.MaxBodyBytes, Logger: log})

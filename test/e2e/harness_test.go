@@ -383,3 +383,5 @@ func (e *env) eventually(t *testing.T, cond func() bool, format string, args ...
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func base64RawURL(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }

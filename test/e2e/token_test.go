@@ -309,7 +309,7 @@ func TestLifecycleGatesTokens(t *testing.T) {
 		t.Run("reference measurements require attestation", func(t *testing.T) {
 			a := e.registerJWT(t, "needs-attestation", map[string]any{"reference": map[string]any{
 				"model_digest": "sha256:" + strings.Repeat("ab", 32)}})
-			wantOAuthError(t, e.tokenJWT(t, a, nil), http.StatusBadRequest, "unauthorized_client", "attestation")
+			wantOAuthError(t, e.tokenJWT(t, a, nil), http.StatusBadRequest, "invalid_grant", "attestation missing")
 		})
 	})
 }
