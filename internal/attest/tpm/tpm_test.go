@@ -216,9 +216,13 @@ func TestVerifyQuote(t *testing.T) {
 			wantFail: []string{CheckAK, CheckSignature}},
 		{name: "another enrolled AK", tamper: func(_ *Evidence, pol *Policy, _ *[]byte, _ **Counters) { pol.AKPublic = otherEv.AKPublic },
 			wantFail: []string{CheckAK, CheckSignature}},
-		{name: "garbage signature", tamper: func(ev *Evidence, _ *Policy, _ *[]byte, _ **Counters) { ev.Signature = []byte{0, 0x18, 0, 0x0b, 0, 1, 1, 0, 1, 1} },
+		{name: "garbage signature", tamper: func(ev *Evidence, _ *Policy, _ *[]byte, _ **Counters) {
+			ev.Signature = []byte{0, 0x18, 0, 0x0b, 0, 1, 1, 0, 1, 1}
+		},
 			wantFail: []string{CheckSignature}},
-		{name: "wrong nonce", tamper: func(_ *Evidence, _ *Policy, extraData *[]byte, _ **Counters) { *extraData = testExtraData("another challenge") },
+		{name: "wrong nonce", tamper: func(_ *Evidence, _ *Policy, extraData *[]byte, _ **Counters) {
+			*extraData = testExtraData("another challenge")
+		},
 			wantFail: []string{CheckNonce}},
 		{name: "evidence PCR value differs from the quoted one", tamper: func(ev *Evidence, _ *Policy, _ *[]byte, _ **Counters) {
 			ev.PCRs["sha256"]["0"] = hex.EncodeToString(make([]byte, 31)) + "01"
