@@ -118,7 +118,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, e
 		Logger: log, Registerer: reg,
 	})
 	svc.OnChange(provider.Invalidate)
-	att := attest.New(s.st, s.audit, svc, km, attest.Options{Issuer: cfg.Issuer})
+	att := attest.New(s.st, s.audit, svc, km, attest.Options{Issuer: cfg.Issuer, TPM: attest.TPMQuotes{}})
 	att.OnResult(provider.InvalidateAgent)
 
 	handler := httpapi.New(httpapi.Deps{
