@@ -445,18 +445,28 @@ func TestCheckClock(t *testing.T) {
 
 func BenchmarkVerifyQuote(b *testing.B) {
 	sim := openSim(b)
-	a := newTestAttester(b, sim, AKTemplate)
-	nonce := testExtraData("bench")
-	ev, err := a.Quote(nonce, testPCRs)
-	if err != nil {
-		b.Fatal(err)
-	}
-	pol := Policy{AKPublic: a.AKPublic(), PCRs: map[string]map[string]string{"sha256": {"16": ev.PCRs["sha256"]["16"]}}}
-	prev := &Counters{}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, _, ok := VerifyQuote(*ev, pol, nonce, prev); !ok {
-			b.Fatal("quote did not verify")
+	for _, bc := range []struct {
+		name     string
+		template tpm2.TPMTPublic
+	}{
+		{"ECDSA-P256", AKTemplate},
+		{"RSASSA-2048", rsaAKTemplate(tpm2.TPMAlgRSASSA)},
+	} {
+		a := newTestAttester(b, sim, bc.template)
+		nonce := testExtraData("bench")
+		ev, err := a.Quote(nonce, testPCRs)
+		if err != nil {
+			b.Fatal(err)
 		}
+		pol := Policy{AKPublic: a.AKPublic(), PCRs: map[string]map[string]string{"sha256": {"16": ev.PCRs["sha256"]["16"]}}}
+		prev := &Counters{}
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, ok := VerifyQuote(*ev, pol, nonce, prev); !ok {
+					b.Fatal("quote did not verify")
+				}
+			}
+		})
 	}
 }

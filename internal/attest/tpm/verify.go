@@ -88,7 +88,7 @@ func VerifyQuote(ev Evidence, pol Policy, extraData []byte, prev *Counters) (che
 	add := func(c Check) { checks = append(checks, c) }
 
 	enrolled, enrolledErr := parseAKPublic(pol.AKPublic)
-	add(checkAK(ev.AKPublic, enrolled, enrolledErr))
+	add(checkAK(ev.AKPublic, pol.AKPublic, enrolled, enrolledErr))
 
 	q, qErr := parseAttest(ev.Quote)
 	qDetail := ""
@@ -120,17 +120,20 @@ func VerifyQuote(ev Evidence, pol Policy, extraData []byte, prev *Counters) (che
 	return checks, cur, ok
 }
 
-func checkAK(evidenceAK []byte, enrolled *akKey, enrolledErr error) Check {
+func checkAK(evidenceAK, enrolledAK []byte, enrolled *akKey, enrolledErr error) Check {
 	c := Check{Name: CheckAK, Outcome: Fail}
 	if enrolledErr != nil {
 		c.Detail = "enrolled " + enrolledErr.Error()
 		return c
 	}
 	c.Expected = hex.EncodeToString(enrolled.name)
-	sent, err := parseAKPublic(evidenceAK)
-	if err != nil {
-		c.Detail = err.Error()
-		return c
+	sent := enrolled
+	if !bytes.Equal(evidenceAK, enrolledAK) { // the common case needs no second parse
+		var err error
+		if sent, err = parseAKPublic(evidenceAK); err != nil {
+			c.Detail = err.Error()
+			return c
+		}
 	}
 	c.Actual = hex.EncodeToString(sent.name)
 	switch {
