@@ -80,6 +80,10 @@ const (
 // for this AK, nil on first use: the reset and restart counts may only
 // increase, and if both are equal the clock must be greater than before.
 //
+// The quote's qualifiedSigner is not checked: it is the AK's hierarchy-
+// qualified name, which needs the parent's; the signature with the enrolled
+// AK already proves which key quoted.
+//
 // ok is true when no check failed. A check is skipped only when there is
 // nothing to check (no expected PCRs, no previous counters). Any bytes in ev
 // yield failed checks with a Detail, never a panic.
