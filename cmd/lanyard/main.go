@@ -38,6 +38,9 @@ func newRootCmd() *cobra.Command {
 		newAgentCmd(),
 		newTokenCmd(),
 		newAuditCmd(),
+		newMeasureCmd(),
+		newAttestCmd(),
+		newTPMCmd(),
 	)
 	return root
 }

@@ -87,6 +87,8 @@ func newTokenCmd() *cobra.Command {
 		o                   apiOptions
 		tr                  client.TokenRequest
 		keyFile, secretFile string
+		withAttest          bool
+		att                 attestOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "token --client-id ID (--key agent.jwk | --client-secret-file FILE) [flags]",
@@ -122,6 +124,20 @@ func newTokenCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if withAttest {
+				// Attest first: the server refuses tokens to an agent with reference
+				// measurements until it has a current affirming result.
+				att.clientID, att.keyFile = tr.ClientID, keyFile
+				r, err := att.run(cmd, c)
+				if err != nil {
+					return err
+				}
+				if r.Status != "affirming" {
+					_ = printResult(stderr, r, false)
+					return errors.New("attestation contraindicated; no token requested")
+				}
+				fmt.Fprintf(stderr, "attestation %s affirming until %s\n", clean(r.ID), fmtTime(r.ExpiresAt))
+			}
 			res, err := c.RequestToken(cmd.Context(), tr)
 			if err != nil {
 				return fmt.Errorf("get token: %w", err)
@@ -151,6 +167,13 @@ func newTokenCmd() *cobra.Command {
 	f.StringArrayVar(&tr.Resources, "resource", nil, "resource (audience) to request, RFC 8707 (repeatable)")
 	f.StringVar(&tr.TokenURL, "token-url", "", "token endpoint (default: discovered from the server URL)")
 	f.StringVar(&tr.Audience, "audience", "", "client assertion audience (default: the discovered issuer, or --token-url)")
+	f.BoolVar(&withAttest, "attest", false, "attest first (with --model, --prompt, --tools, --tpm, --bundle) and fail if not affirming")
+	f.StringVar(&att.model, "model", "", "with --attest: model file or directory to measure")
+	f.StringVar(&att.prompt, "prompt", "", "with --attest: system prompt file to measure")
+	f.StringVar(&att.tools, "tools", "", "with --attest: tool manifest to measure")
+	f.StringVar(&att.tpmPath, "tpm", "", "with --attest: TPM device or swtpm socket to quote with")
+	f.IntSliceVar(&att.pcrs, "pcr", []int{16}, "with --attest: PCRs to quote")
+	f.StringArrayVar(&att.bundles, "bundle", nil, "with --attest: Sigstore bundle file (repeatable)")
 	_ = cmd.MarkFlagRequired("client-id")
 	cmd.MarkFlagsMutuallyExclusive("key", "client-secret-file")
 	return cmd
