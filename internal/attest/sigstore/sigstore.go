@@ -104,10 +104,11 @@ type Result struct {
 // Verifier verifies Sigstore bundles (v0.1–v0.3 JSON) against one trust configuration.
 // It is safe for concurrent use.
 type Verifier struct {
+	tm       root.TrustedMaterial
 	keyBased bool
 	now      func() time.Time
-	// Selected per bundle: withTlog when the bundle has tlog entries (or RequireTlog),
-	// otherwise withoutTlog.
+	// Selected per bundle: withTlog (log entries verified) when the bundle has log
+	// entries and the trusted root lists Rekor logs, or RequireTlog; else withoutTlog.
 	withTlog, withoutTlog *verify.Verifier
 }
 
@@ -147,9 +148,9 @@ func NewVerifierFromMaterial(tm root.TrustedMaterial, opts Options) (*Verifier, 
 }
 
 // NewKeyVerifier verifies bundles signed with a plain public key (PEM: PKIX ECDSA,
-// RSA or Ed25519), no identity (key-based signing). Bundles with transparency-log
-// entries or signed timestamps have them verified only if the options require them;
-// without them the signature is checked alone.
+// RSA or Ed25519), no identity (key-based signing). It checks the signature alone:
+// there is no trusted root, so transparency-log entries and signed timestamps in the
+// bundle are not verified, and RequireTlog/RequireTimestamp are refused.
 func NewKeyVerifier(publicKeyPEM []byte, opts Options) (*Verifier, error) {
 	pub, err := cryptoutils.UnmarshalPEMToPublicKey(publicKeyPEM)
 	if err != nil {
@@ -184,7 +185,7 @@ func clock(opts Options) func() time.Time {
 }
 
 func newVerifier(tm root.TrustedMaterial, opts Options, keyBased bool, base []verify.VerifierOption) (*Verifier, error) {
-	v := &Verifier{keyBased: keyBased, now: clock(opts)}
+	v := &Verifier{tm: tm, keyBased: keyBased, now: clock(opts)}
 	var err error
 	if len(tm.RekorLogs()) > 0 {
 		v.withTlog, err = verify.NewVerifier(tm, append(base[:len(base):len(base)], verify.WithTransparencyLog(1))...)
@@ -230,12 +231,14 @@ func (v *Verifier) Verify(bundleJSON []byte, ids []Identity) (res *Result, err e
 		return nil, fmt.Errorf("sigstore: bundle: %w", err)
 	}
 
+	// A bundle's log entries are verified whenever the trusted root lists Rekor logs;
+	// without entries (or without logs to check them against) a signed timestamp must do.
 	sv := v.withoutTlog
-	if len(b.GetVerificationMaterial().GetTlogEntries()) > 0 || sv == nil {
+	if (len(b.GetVerificationMaterial().GetTlogEntries()) > 0 && v.withTlog != nil) || sv == nil {
 		sv = v.withTlog
 	}
 	if sv == nil {
-		return nil, errors.New("sigstore: bundle has no transparency-log entry and the trusted root has no Rekor logs")
+		return nil, errors.New("sigstore: verifier is not initialised")
 	}
 
 	policy, digest, err := artifactPolicy(&b, v.keyBased)
@@ -244,7 +247,11 @@ func (v *Verifier) Verify(bundleJSON []byte, ids []Identity) (res *Result, err e
 	}
 	vr, err := sv.Verify(&b, policy)
 	if err != nil {
-		return nil, describe(err)
+		err = describe(err)
+		if unknown := v.unknownLogs(&b); unknown != "" && strings.HasPrefix(err.Error(), "sigstore: transparency log:") {
+			err = fmt.Errorf("%w (entries from logs the trusted root does not list: %s)", err, unknown)
+		}
+		return nil, err
 	}
 
 	res = &Result{Subjects: map[string]string{}}
@@ -289,6 +296,23 @@ func (v *Verifier) Verify(bundleJSON []byte, ids []Identity) (res *Result, err e
 		return nil, err
 	}
 	return res, nil
+}
+
+// unknownLogs lists the hex log IDs of the bundle's tlog entries that the trusted
+// root does not know, which sigstore-go skips silently.
+func (v *Verifier) unknownLogs(b *bundle.Bundle) string {
+	if v.tm == nil {
+		return ""
+	}
+	known := v.tm.RekorLogs()
+	var ids []string
+	for _, e := range b.GetVerificationMaterial().GetTlogEntries() {
+		id := hex.EncodeToString(e.GetLogId().GetKeyId())
+		if _, ok := known[id]; !ok {
+			ids = append(ids, id)
+		}
+	}
+	return strings.Join(ids, ", ")
 }
 
 // artifactPolicy returns the sigstore-go policy; for a message signature it also

@@ -164,8 +164,11 @@ func TestKeylessTampered(t *testing.T) {
 	_, err = v.Verify(noTlog, alice)
 	wantErr(t, err, "sigstore: bundle signature:")
 
-	// A bundle from another Sigstore: chain fails.
+	// A bundle from another Sigstore: its log is unknown here.
 	_, err = keylessVerifier(t, newVS(t), Options{}).Verify(bundle, alice)
+	wantErr(t, err, "sigstore: transparency log:", "entries from logs the trusted root does not list")
+	// Without its log entry, its certificate chain does not verify either.
+	_, err = keylessVerifier(t, newVS(t), Options{}).Verify(noTlog, alice)
 	if err == nil {
 		t.Fatal("bundle from a foreign Sigstore verified")
 	}
