@@ -62,6 +62,11 @@ type Config struct {
 	MaxBodyBytes int64
 	// ShutdownTimeout bounds graceful shutdown. Default 15s.
 	ShutdownTimeout time.Duration
+	// SigstoreTrustedRoot is a trusted_root.json (public-good or private Sigstore) that
+	// Sigstore bundles in attestation evidence are verified against. Default: none.
+	SigstoreTrustedRoot string
+	// SigstorePublicKey is a PEM public key for key-based Sigstore bundles. Default: none.
+	SigstorePublicKey string
 }
 
 // Defaults returns the built-in configuration.
@@ -135,6 +140,8 @@ func (c *Config) options() []option {
 		{name: "credential-grace", usage: "how long a rotated-out agent credential keeps working", dur: &c.CredentialGrace},
 		{name: "max-body-bytes", usage: "maximum request body size in bytes", i64: &c.MaxBodyBytes},
 		{name: "shutdown-timeout", usage: "graceful shutdown limit", dur: &c.ShutdownTimeout},
+		{name: "sigstore-trusted-root", usage: "trusted_root.json to verify Sigstore bundles in attestation evidence", str: &c.SigstoreTrustedRoot},
+		{name: "sigstore-public-key", usage: "PEM public key to verify key-based Sigstore bundles", str: &c.SigstorePublicKey},
 	}
 }
 
@@ -279,6 +286,16 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBodyBytes < 1024 || c.MaxBodyBytes > 16<<20 {
 		p = append(p, fmt.Sprintf("LANYARD_MAX_BODY_BYTES: %d is outside 1024..16777216", c.MaxBodyBytes))
+	}
+	if c.SigstoreTrustedRoot != "" && c.SigstorePublicKey != "" {
+		p = append(p, "LANYARD_SIGSTORE_TRUSTED_ROOT and LANYARD_SIGSTORE_PUBLIC_KEY are exclusive: choose one")
+	}
+	for env, f := range map[string]string{"LANYARD_SIGSTORE_TRUSTED_ROOT": c.SigstoreTrustedRoot, "LANYARD_SIGSTORE_PUBLIC_KEY": c.SigstorePublicKey} {
+		if f != "" {
+			if _, err := os.Stat(f); err != nil {
+				p = append(p, fmt.Sprintf("%s: %v", env, err))
+			}
+		}
 	}
 	if c.ShutdownTimeout <= 0 {
 		p = append(p, "LANYARD_SHUTDOWN_TIMEOUT: must be positive")

@@ -25,6 +25,7 @@ import (
 
 	"github.com/lanyardhq/lanyard/internal/adminauth"
 	"github.com/lanyardhq/lanyard/internal/attest"
+	"github.com/lanyardhq/lanyard/internal/attest/sigstore"
 	"github.com/lanyardhq/lanyard/internal/audit"
 	"github.com/lanyardhq/lanyard/internal/config"
 	"github.com/lanyardhq/lanyard/internal/httpapi"
@@ -118,7 +119,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, e
 		Logger: log, Registerer: reg,
 	})
 	svc.OnChange(provider.Invalidate)
-	att := attest.New(s.st, s.audit, svc, km, attest.Options{Issuer: cfg.Issuer, TPM: attest.TPMQuotes{}})
+	sigv, err := sigstoreVerifier(cfg)
+	if err != nil {
+		return nil, err
+	}
+	att := attest.New(s.st, s.audit, svc, km, attest.Options{Issuer: cfg.Issuer, TPM: attest.TPMQuotes{}, Sigstore: sigv})
 	att.OnResult(provider.InvalidateAgent)
 
 	handler := httpapi.New(httpapi.Deps{
@@ -223,6 +228,35 @@ func (s *Server) purgeRevocations(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// sigstoreVerifier builds the Sigstore bundle verifier from the configured trusted root
+// or public key; nil when neither is set (agents whose policy names Sigstore signers
+// then fail the sigstore check with a clear detail).
+func sigstoreVerifier(cfg config.Config) (attest.SigstoreVerifier, error) {
+	switch {
+	case cfg.SigstoreTrustedRoot != "":
+		b, err := os.ReadFile(cfg.SigstoreTrustedRoot)
+		if err != nil {
+			return nil, err
+		}
+		v, err := sigstore.NewVerifier(b, sigstore.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("sigstore trusted root %s: %w", cfg.SigstoreTrustedRoot, err)
+		}
+		return attest.SigstoreBundles{Verifier: v}, nil
+	case cfg.SigstorePublicKey != "":
+		b, err := os.ReadFile(cfg.SigstorePublicKey)
+		if err != nil {
+			return nil, err
+		}
+		v, err := sigstore.NewKeyVerifier(b, sigstore.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("sigstore public key %s: %w", cfg.SigstorePublicKey, err)
+		}
+		return attest.SigstoreBundles{Verifier: v}, nil
+	}
+	return nil, nil
 }
 
 func openSecrets(cfg config.Config) (secrets.Backend, error) {

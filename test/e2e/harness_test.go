@@ -55,7 +55,10 @@ func freePort(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func start(t *testing.T, dsn string) *env {
+func start(t *testing.T, dsn string) *env { t.Helper(); return startWith(t, dsn, nil) }
+
+// startWith starts a server whose configuration mod may change first.
+func startWith(t *testing.T, dsn string, mod func(*config.Config)) *env {
 	t.Helper()
 	addr := freePort(t)
 	cfg := config.Defaults()
@@ -65,6 +68,9 @@ func start(t *testing.T, dsn string) *env {
 	cfg.DatabaseURL = dsn
 	cfg.AdminToken = "test-admin-token-" + randString(24)
 	cfg.ShutdownTimeout = 5 * time.Second
+	if mod != nil {
+		mod(&cfg)
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}

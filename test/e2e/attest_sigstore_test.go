@@ -1,0 +1,73 @@
+package e2e
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/lanyardhq/lanyard/internal/config"
+)
+
+// The Sigstore fixtures of internal/attest/sigstore: bundles signed once by sigstore-go's
+// VirtualSigstore (keyless: certificate from its Fulcio, Rekor entry, timestamp) for
+// alice@example.com at https://accounts.example.com, with the matching trusted_root.json.
+const sigstoreFixtures = "../../internal/attest/sigstore/testdata/"
+
+func hexSum(s string) []byte { h := sha256.Sum256([]byte(s)); return h[:] }
+
+// TestAttestationSigstore: an OpenSSF model-signing bundle from an allowed signer proves
+// the model digest; a bundle over other digests, or from a signer the policy does not
+// name, does not.
+func TestAttestationSigstore(t *testing.T) {
+	e := startWith(t, "", func(c *config.Config) { c.SigstoreTrustedRoot = sigstoreFixtures + "trusted_root.json" })
+	read := func(name string) json.RawMessage {
+		b, err := os.ReadFile(sigstoreFixtures + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	// The fixture's model has two files, config.json and weights, whose contents are
+	// their own names; the root is SHA-256 over the concatenated file digests.
+	root := sha256.Sum256(append(hexSum("config.json"), hexSum("weights")...))
+	model := "sha256:" + hex.EncodeToString(root[:])
+
+	register := func(name, subject string) registered {
+		return e.registerJWT(t, name, map[string]any{"reference": map[string]any{
+			"model_digest": model,
+			"sigstore":     []map[string]string{{"issuer": "https://accounts.example.com", "subject": subject}},
+		}})
+	}
+	a := register("signed-model", "alice@example.com")
+	attestWith := func(a registered, bundles ...json.RawMessage) verdict {
+		body := e.attestBody(t, a, e.challenge(t, a), map[string]string{"model_digest": model})
+		body["sigstore_bundles"] = bundles
+		return e.attest(t, body)
+	}
+
+	v := attestWith(a, read("model_signing.json"))
+	if v.Status != "affirming" {
+		t.Fatalf("model-signing bundle: %+v", v)
+	}
+	if r := e.tokenJWT(t, a, nil); r.status != 200 || jwtClaims(t, r.json(t)["access_token"].(string))["att"].(map[string]any)["host"] != "sigstore" {
+		t.Fatalf("token: %d %s", r.status, r.body)
+	}
+
+	// A valid bundle that covers other digests does not prove the model.
+	if f := attestWith(a, read("keyless_dsse.json")).failed(); f["sigstore.model_signed"] == "" || len(f) != 1 {
+		t.Fatalf("bundle over other digests: failed %v, want only sigstore.model_signed", f)
+	}
+	// No bundle at all.
+	if f := attestWith(a).failed(); f["sigstore"] == "" {
+		t.Fatalf("no bundle: failed %v", f)
+	}
+	// The same bundle for an agent whose policy names another signer.
+	b := register("other-signer", "bob@example.com")
+	f := attestWith(b, read("model_signing.json")).failed()
+	if !strings.Contains(f["sigstore.bundle[0]"], "alice@example.com") || f["sigstore.model_signed"] == "" {
+		t.Fatalf("wrong identity: failed %v", f)
+	}
+}
