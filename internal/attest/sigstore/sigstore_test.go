@@ -452,3 +452,37 @@ func BenchmarkVerifyKey(b *testing.B) {
 		}
 	}
 }
+
+func TestConcurrentVerify(t *testing.T) {
+	vs := newVS(t)
+	v := keylessVerifier(t, vs, Options{})
+	bundle := attest(t, vs, statementJSON(t, "p", nil, subject("a", sum("a"))))
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			_, err := v.Verify(bundle, alice)
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkVerifyKeylessParallel(b *testing.B) {
+	vs := newVS(b)
+	v := keylessVerifier(b, vs, Options{})
+	f1, f2 := sum("config.json"), sum("weights")
+	bundle := attest(b, vs, modelStatement(b, modelRoot(f1, f2), f1, f2))
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := v.Verify(bundle, alice); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
