@@ -72,10 +72,9 @@ type Evidence struct {
 
 // TPMVerifier checks a TPM quote against the enrolled AK and expected PCRs. extraData
 // is what the quote must carry; prev are the AK's last accepted counters (nil at first).
-// It returns every check, the AK's TPM Name (hex) and the quote's counters when the
-// quote verified.
+// It returns every check, and the quote's counters when the quote verified.
 type TPMVerifier interface {
-	VerifyTPM(ev *TPMEvidence, ref *lifecycle.TPMReference, extraData []byte, prev *store.TPMCounters) (checks []Check, akName string, cur *store.TPMCounters)
+	VerifyTPM(ev *TPMEvidence, ref *lifecycle.TPMReference, extraData []byte, prev *store.TPMCounters) (checks []Check, cur *store.TPMCounters)
 }
 
 // SigstoreVerifier checks bundles against the agent's allowed signers and reports the
@@ -364,7 +363,7 @@ func (s *Service) checkTPM(ctx context.Context, ref *lifecycle.Reference, ev *Ev
 	// The counters are read and advanced in one compare-and-swap, so two quotes
 	// verified at once cannot both pass with the same clock.
 	err := s.st.UpdateTPMCounters(ctx, tpmKey(ref.TPM.AKPublic), func(prev *store.TPMCounters) (*store.TPMCounters, error) {
-		checks, _, cur = s.opts.TPM.VerifyTPM(ev.TPM, ref.TPM, extra, prev)
+		checks, cur = s.opts.TPM.VerifyTPM(ev.TPM, ref.TPM, extra, prev)
 		for _, c := range checks {
 			if c.Outcome == Fail {
 				return nil, errQuoteRefused

@@ -2,7 +2,6 @@ package attest
 
 import (
 	"encoding/base64"
-	"encoding/hex"
 
 	"github.com/lanyardhq/lanyard/internal/attest/tpm"
 	"github.com/lanyardhq/lanyard/internal/lifecycle"
@@ -15,7 +14,7 @@ type TPMQuotes struct{}
 var _ TPMVerifier = TPMQuotes{}
 
 // VerifyTPM decodes the evidence, runs every quote check and converts the outcome.
-func (TPMQuotes) VerifyTPM(ev *TPMEvidence, ref *lifecycle.TPMReference, extraData []byte, prev *store.TPMCounters) ([]Check, string, *store.TPMCounters) {
+func (TPMQuotes) VerifyTPM(ev *TPMEvidence, ref *lifecycle.TPMReference, extraData []byte, prev *store.TPMCounters) ([]Check, *store.TPMCounters) {
 	var decodeFail []Check
 	decode := func(name, s string) []byte {
 		b, err := base64.StdEncoding.DecodeString(s)
@@ -28,10 +27,10 @@ func (TPMQuotes) VerifyTPM(ev *TPMEvidence, ref *lifecycle.TPMReference, extraDa
 		Signature: decode("tpm.signature", ev.Signature), PCRs: ev.PCRs}
 	refAK, err := base64.StdEncoding.DecodeString(ref.AKPublic)
 	if err != nil {
-		return []Check{{Name: "tpm.ak", Outcome: Fail, Detail: "the registered ak_public is not standard base64"}}, "", nil
+		return []Check{{Name: "tpm.ak", Outcome: Fail, Detail: "the registered ak_public is not standard base64"}}, nil
 	}
 	if len(decodeFail) > 0 {
-		return decodeFail, "", nil
+		return decodeFail, nil
 	}
 	var p *tpm.Counters
 	if prev != nil {
@@ -42,12 +41,8 @@ func (TPMQuotes) VerifyTPM(ev *TPMEvidence, ref *lifecycle.TPMReference, extraDa
 	for i, c := range tc {
 		checks[i] = Check{Name: c.Name, Outcome: c.Outcome, Expected: c.Expected, Actual: c.Actual, Detail: c.Detail}
 	}
-	name := ""
-	if n, err := tpm.AKName(refAK); err == nil {
-		name = hex.EncodeToString(n)
-	}
 	if !ok || cur == nil {
-		return checks, name, nil
+		return checks, nil
 	}
-	return checks, name, &store.TPMCounters{Clock: int64(cur.Clock), ResetCount: int64(cur.ResetCount), RestartCount: int64(cur.RestartCount)}
+	return checks, &store.TPMCounters{Clock: int64(cur.Clock), ResetCount: int64(cur.ResetCount), RestartCount: int64(cur.RestartCount)}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -149,7 +150,7 @@ func (h *agentsHandler) list(c echo.Context) error {
 		}
 	}
 	f := store.AgentFilter{Namespace: q.Get("namespace"), Owner: q.Get("owner"), Status: q.Get("status"), After: q.Get("cursor")}
-	if f.Status != "" && !contains(statuses, f.Status) {
+	if f.Status != "" && !slices.Contains(statuses, f.Status) {
 		fields = append(fields, lifecycle.FieldError{Field: "status", Detail: "must be one of " + strings.Join(statuses, ", ")})
 	}
 	if s := q.Get("limit"); s != "" {
@@ -239,13 +240,4 @@ func agentErr(id string, err error) error {
 		return p
 	}
 	return err
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -77,7 +77,7 @@ func New(d Deps, o Options) http.Handler {
 
 	// Operations.
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
-	e.GET("/readyz", readyz(d.Ready))
+	e.GET("/readyz", readyz(d.Ready, o.Logger))
 	if d.Gatherer != nil {
 		e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(d.Gatherer, promhttp.HandlerOpts{})))
 	}
@@ -190,7 +190,7 @@ func actor(c echo.Context) string {
 	return "unknown"
 }
 
-func readyz(checks map[string]func(context.Context) error) echo.HandlerFunc {
+func readyz(checks map[string]func(context.Context) error, log *slog.Logger) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 		defer cancel()
@@ -200,7 +200,7 @@ func readyz(checks map[string]func(context.Context) error) echo.HandlerFunc {
 			if err := check(ctx); err != nil {
 				out[name] = "unavailable"
 				ok = false
-				slog.Default().WarnContext(ctx, "readiness check failed", "check", name, "err", err)
+				log.WarnContext(ctx, "readiness check failed", "check", name, "err", err)
 			} else {
 				out[name] = "ok"
 			}

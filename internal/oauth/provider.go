@@ -210,11 +210,9 @@ func (p *Provider) Token(w http.ResponseWriter, r *http.Request) {
 		p.refuse(w, r, st, protocol.UnsupportedGrantType("grant_type %q is not supported; use client_credentials", gts[0]).WithReason("unsupported_grant_type"))
 		return
 	}
-	for _, name := range []string{"scope"} {
-		if len(r.PostForm[name]) > 1 {
-			p.refuse(w, r, st, protocol.InvalidRequest("parameter %s is repeated", name).WithReason("repeated_parameter"))
-			return
-		}
+	if len(r.PostForm["scope"]) > 1 {
+		p.refuse(w, r, st, protocol.InvalidRequest("parameter scope is repeated").WithReason("repeated_parameter"))
+		return
 	}
 
 	sess := &foauth2.JWTSession{}
