@@ -67,6 +67,15 @@ type Config struct {
 	SigstoreTrustedRoot string
 	// SigstorePublicKey is a PEM public key for key-based Sigstore bundles. Default: none.
 	SigstorePublicKey string
+	// FederationIssuers is a comma-separated list of external token issuers trusted for
+	// federated credentials (Entra ID tenants, GitHub Actions, …), each with its kind's
+	// defaults; the /v1/federation/issuers API adds more. Default: none.
+	FederationIssuers string
+	// FederationRefresh is how often trusted issuers' keys are refetched. Default 1h.
+	FederationRefresh time.Duration
+	// FederationMinRefetch is the least time between two fetches of an issuer's keys
+	// caused by an unknown kid. Default 1m.
+	FederationMinRefetch time.Duration
 }
 
 // Defaults returns the built-in configuration.
@@ -83,6 +92,9 @@ func Defaults() Config {
 		CredentialGrace: 24 * time.Hour,
 		MaxBodyBytes:    64 << 10,
 		ShutdownTimeout: 15 * time.Second,
+
+		FederationRefresh:    time.Hour,
+		FederationMinRefetch: time.Minute,
 	}
 }
 
@@ -142,6 +154,9 @@ func (c *Config) options() []option {
 		{name: "shutdown-timeout", usage: "graceful shutdown limit", dur: &c.ShutdownTimeout},
 		{name: "sigstore-trusted-root", usage: "trusted_root.json to verify Sigstore bundles in attestation evidence", str: &c.SigstoreTrustedRoot},
 		{name: "sigstore-public-key", usage: "PEM public key to verify key-based Sigstore bundles", str: &c.SigstorePublicKey},
+		{name: "federation-issuers", usage: "comma-separated external token issuers trusted for federated credentials", str: &c.FederationIssuers},
+		{name: "federation-refresh", usage: "how often trusted issuers' signing keys are refetched", dur: &c.FederationRefresh},
+		{name: "federation-min-refetch", usage: "least time between key fetches caused by an unknown kid", dur: &c.FederationMinRefetch},
 	}
 }
 
@@ -286,6 +301,18 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBodyBytes < 1024 || c.MaxBodyBytes > 16<<20 {
 		p = append(p, fmt.Sprintf("LANYARD_MAX_BODY_BYTES: %d is outside 1024..16777216", c.MaxBodyBytes))
+	}
+	for _, iss := range strings.Split(c.FederationIssuers, ",") {
+		iss = strings.TrimSpace(iss)
+		if u, err := url.Parse(iss); iss != "" && (err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http")) {
+			p = append(p, fmt.Sprintf("LANYARD_FEDERATION_ISSUERS: %q is not an issuer URL", iss))
+		}
+	}
+	if c.FederationRefresh < time.Minute || c.FederationRefresh > 24*time.Hour {
+		p = append(p, fmt.Sprintf("LANYARD_FEDERATION_REFRESH: %s is outside 1m..24h", c.FederationRefresh))
+	}
+	if c.FederationMinRefetch < 100*time.Millisecond || c.FederationMinRefetch > time.Hour {
+		p = append(p, fmt.Sprintf("LANYARD_FEDERATION_MIN_REFETCH: %s is outside 100ms..1h", c.FederationMinRefetch))
 	}
 	if c.SigstoreTrustedRoot != "" && c.SigstorePublicKey != "" {
 		p = append(p, "LANYARD_SIGSTORE_TRUSTED_ROOT and LANYARD_SIGSTORE_PUBLIC_KEY are exclusive: choose one")

@@ -21,6 +21,7 @@ import (
 
 	"github.com/lanyardhq/lanyard/internal/attest"
 	"github.com/lanyardhq/lanyard/internal/audit"
+	"github.com/lanyardhq/lanyard/internal/federation"
 	"github.com/lanyardhq/lanyard/internal/lifecycle"
 	"github.com/lanyardhq/lanyard/internal/oauth"
 	"github.com/lanyardhq/lanyard/internal/requestid"
@@ -42,6 +43,8 @@ type Deps struct {
 	// Gatherer serves /metrics; Registerer receives the HTTP metrics.
 	Gatherer   prometheus.Gatherer
 	Registerer prometheus.Registerer
+	// Federation serves /v1/federation; nil leaves it out.
+	Federation *federation.Service
 }
 
 // Options tune the HTTP layer.
@@ -91,6 +94,9 @@ func New(d Deps, o Options) http.Handler {
 	(&agentsHandler{svc: d.Lifecycle}).Mount(v1)
 	(&auditHandler{st: d.AuditLog}).Mount(v1)
 	ah.MountAdmin(v1)
+	if d.Federation != nil {
+		(&federationHandler{fed: d.Federation, svc: d.Lifecycle, issuer: d.Issuer}).Mount(v1)
+	}
 	return e
 }
 

@@ -84,6 +84,8 @@ type Deps struct {
 	Audit  Auditor
 	Hasher *lifecycle.SecretHasher
 	Admin  AdminChecker
+	// Federation verifies tokens of trusted external issuers; nil trusts none.
+	Federation Federation
 }
 
 // Provider serves the OAuth 2.0 endpoints.

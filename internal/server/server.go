@@ -28,6 +28,7 @@ import (
 	"github.com/lanyardhq/lanyard/internal/attest/sigstore"
 	"github.com/lanyardhq/lanyard/internal/audit"
 	"github.com/lanyardhq/lanyard/internal/config"
+	"github.com/lanyardhq/lanyard/internal/federation"
 	"github.com/lanyardhq/lanyard/internal/httpapi"
 	"github.com/lanyardhq/lanyard/internal/keys"
 	"github.com/lanyardhq/lanyard/internal/lifecycle"
@@ -48,6 +49,7 @@ type Server struct {
 	auditErr chan error
 	ln       net.Listener
 	srv      *http.Server
+	fed      *federation.Service
 
 	generatedAdminToken string
 }
@@ -119,6 +121,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, e
 		Logger: log, Registerer: reg,
 	})
 	svc.OnChange(provider.Invalidate)
+	fed, err := newFederation(ctx, cfg, s.st, s.audit, log)
+	if err != nil {
+		return nil, err
+	}
+	svc.SetIssuerTrust(fed)
+	provider.SetFederation(fed)
+	s.fed = fed
 	sigv, err := sigstoreVerifier(cfg)
 	if err != nil {
 		return nil, err
@@ -129,7 +138,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, e
 	handler := httpapi.New(httpapi.Deps{
 		Lifecycle: svc, OAuth: provider, Attest: att, Issuer: cfg.Issuer, Admin: admin, Audit: s.audit, AuditLog: s.st,
 		Ready:    map[string]func(context.Context) error{"database": s.st.Ping, "secrets": sb.Ping},
-		Gatherer: reg, Registerer: reg,
+		Gatherer: reg, Registerer: reg, Federation: fed,
 	}, httpapi.Options{MaxBodyBytes: cfg.MaxBodyBytes, Logger: log})
 
 	s.srv = &http.Server{
@@ -181,6 +190,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return s.srv.Shutdown(sctx)
 	})
 	g.Go(func() error { return s.purgeRevocations(gctx) })
+	g.Go(func() error { return s.fed.Run(gctx) })
 	return g.Wait()
 }
 
