@@ -337,8 +337,14 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		tokenError(w, 401, "invalid_client", "AADSTS7000218: client_assertion or client_secret is required")
 		return
 	}
-	scope := f.Get("scope")
-	if !strings.HasSuffix(scope, "/.default") {
+	// MSAL adds the OIDC scopes (openid profile offline_access) to every request.
+	var scope string
+	for _, sc := range strings.Fields(f.Get("scope")) {
+		if strings.HasSuffix(sc, "/.default") {
+			scope = sc
+		}
+	}
+	if scope == "" {
 		tokenError(w, 400, "invalid_scope", "AADSTS1002012: the scope must end in /.default for client credentials")
 		return
 	}
