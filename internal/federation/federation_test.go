@@ -282,3 +282,28 @@ func TestTrustIsConfigured(t *testing.T) {
 		t.Fatal("an http issuer was accepted in the configuration")
 	}
 }
+
+// BenchmarkVerify measures the external-token path with warm keys: header, alg
+// allow-list, cached key, RS256 signature, claims, Entra checks and Match.
+func BenchmarkVerify(b *testing.B) {
+	entra := entratest.New(b)
+	svc := federation.New(&memStore{}, &events{}, federation.Options{MinRefetch: time.Hour})
+	if _, err := svc.AddIssuer(b.Context(), "admin", federation.IssuerRequest{Issuer: entra.IssuerV2(), Kind: "entra"}); err != nil {
+		b.Fatal(err)
+	}
+	tok := entra.Token(b, entratest.TokenOptions{ObjectID: mi, Audience: "api://lanyard", AppID: "app-1"})
+	creds := []store.Credential{{Type: store.CredentialFederated, Issuer: entra.IssuerV2(), Subject: mi, Audience: "api://lanyard"}}
+	now := time.Now()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			c, err := svc.Verify(context.Background(), tok, now)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := federation.Match(c, creds); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
