@@ -33,6 +33,8 @@ type authResult struct {
 	method string
 	// jti of the client assertion (private_key_jwt only), for the audit trail.
 	jti string
+	// federated is the federated credential that authenticated the client, if any.
+	federated *store.Credential
 }
 
 // Authenticate identifies and authenticates the client of r exactly as the token

@@ -61,7 +61,8 @@ func (p *Provider) authenticateFederated(ctx context.Context, form url.Values, r
 	if err != nil {
 		return nil, federationError(err)
 	}
-	if _, err := federation.Match(claims, c.federated); err != nil {
+	cred, err := federation.Match(claims, c.federated)
+	if err != nil {
 		return nil, federationError(err)
 	}
 	// Tokens issued before this server started are accepted: an external token cannot
@@ -75,7 +76,7 @@ func (p *Provider) authenticateFederated(ctx context.Context, form url.Values, r
 	if p.replay.Seen(key, iat, claims.Expiry.Add(p.opts.Leeway), now) {
 		return nil, protocol.InvalidClient("this external token was already used; present a fresh token").WithReason("assertion_replayed")
 	}
-	return &authResult{client: c, method: authFederated, jti: claims.ID}, nil
+	return &authResult{client: c, method: authFederated, jti: claims.ID, federated: cred}, nil
 }
 
 func federationError(err error) *protocol.Error {

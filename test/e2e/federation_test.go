@@ -237,7 +237,8 @@ func TestFederationInboundEntra(t *testing.T) {
 			}
 			r := e.api(http.MethodGet, "/v1/audit?type=token.issued&agent_id="+id, nil)
 			items, _ := r.json(t)["items"].([]any)
-			if len(items) == 0 || items[0].(map[string]any)["data"].(map[string]any)["auth_method"] != "federated" {
+			if len(items) == 0 || items[0].(map[string]any)["data"].(map[string]any)["auth_method"] != "federated" ||
+				items[0].(map[string]any)["data"].(map[string]any)["federated_subject"] != mi {
 				t.Errorf("token.issued events: %s", r.body)
 			}
 		})
