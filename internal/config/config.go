@@ -304,8 +304,13 @@ func (c *Config) Validate() error {
 	}
 	for _, iss := range strings.Split(c.FederationIssuers, ",") {
 		iss = strings.TrimSpace(iss)
-		if u, err := url.Parse(iss); iss != "" && (err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http")) {
-			p = append(p, fmt.Sprintf("LANYARD_FEDERATION_ISSUERS: %q is not an issuer URL", iss))
+		if iss == "" {
+			continue
+		}
+		u, err := url.Parse(iss)
+		loopback := err == nil && u.Scheme == "http" && (u.Hostname() == "localhost" || net.ParseIP(u.Hostname()).IsLoopback())
+		if err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || (u.Scheme != "https" && !loopback) {
+			p = append(p, fmt.Sprintf("LANYARD_FEDERATION_ISSUERS: %q is not an https issuer URL", iss))
 		}
 	}
 	if c.FederationRefresh < time.Minute || c.FederationRefresh > 24*time.Hour {
