@@ -228,6 +228,19 @@ func TestFederationInboundEntra(t *testing.T) {
 			defer e.api(http.MethodPost, "/v1/agents/"+id+"/resume", nil)
 			wantOAuthError(t, e.federatedToken(id, entra.Token(t, ok)), http.StatusUnauthorized, "invalid_client", "agent is suspended")
 		})
+		t.Run("attestation gating", func(t *testing.T) {
+			ref := map[string]any{"reference": map[string]any{"model_digest": "sha256:" + strings.Repeat("ab", 32)}}
+			if r := e.api(http.MethodPatch, "/v1/agents/"+id, ref); r.status != http.StatusOK {
+				t.Fatalf("patch reference: %d %s", r.status, r.body)
+			}
+			wantOAuthError(t, e.federatedToken(id, entra.Token(t, ok)), http.StatusBadRequest, "invalid_grant", "attestation missing")
+			if r := e.api(http.MethodPatch, "/v1/agents/"+id, map[string]any{"reference": map[string]any{}}); r.status != http.StatusOK {
+				t.Fatalf("clear reference: %d %s", r.status, r.body)
+			}
+			if r := e.federatedToken(id, entra.Token(t, ok)); r.status != http.StatusOK {
+				t.Fatalf("after clearing the reference: %d %s", r.status, r.body)
+			}
+		})
 		t.Run("audited", func(t *testing.T) {
 			for _, typ := range []string{"federation.issuer_added", "credential.federated_added"} {
 				r := e.api(http.MethodGet, "/v1/audit?type="+typ, nil)
