@@ -6,6 +6,7 @@
 #   make bench   token issuance load test against a fresh local server (see docs/benchmarks.md)
 #   make certs   development TLS CA and server certificate in certs/ (see certs/README.md)
 #   make fuzz    run each fuzz target for FUZZTIME (optional; not part of CI)
+#   make vault   build the Vault server the tests use, once, into $(VAULT_BIN)
 #   make fmt | vet | clean
 
 GO           ?= go
@@ -15,8 +16,14 @@ BIN          ?= bin/lanyard
 TEST_TIMEOUT ?= 15m
 FUZZTIME     ?= 15s
 BENCH_FLAGS  ?= -c 64 -d 20s -warmup 3s
+# The Vault dev server the tests start (test/tools/vault pins the version). It is built
+# from the Go module proxy once, into a cache outside the working tree so that a fresh
+# clone finds it, and never rebuilt while present.
+VAULT_VERSION ?= v1.19.5
+VAULT_BIN     ?= $(HOME)/.cache/lanyard/vault-$(VAULT_VERSION)
+export LANYARD_TEST_VAULT_BIN := $(VAULT_BIN)
 
-.PHONY: all build run test vet fmt bench certs fuzz clean
+.PHONY: all build run test vet fmt bench certs fuzz vault clean
 
 all: build
 
@@ -31,7 +38,7 @@ vet:
 
 # go test runs every Fuzz function's seed corpus (f.Add and testdata/fuzz/) as an
 # ordinary test, so the fuzz targets' known inputs are checked on every run.
-test: vet
+test: vet vault
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 
 fmt:
@@ -56,6 +63,9 @@ fuzz:
 			$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg; \
 		done; \
 	done
+
+vault:
+	@test -x $(VAULT_BIN) || sh test/tools/vault/build.sh $(VAULT_BIN)
 
 clean:
 	rm -rf bin/
