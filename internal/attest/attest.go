@@ -396,12 +396,21 @@ func (s *Service) checkSigstore(ref *lifecycle.Reference, ev *Evidence, m Measur
 		return []Check{{Name: "sigstore", Outcome: Fail, Detail: "the agent's policy requires Sigstore signatures and the evidence has no bundle"}}
 	}
 	proven, checks := s.opts.Sigstore.VerifyBundles(ev.SigstoreBundles, ref.Sigstore)
-	// The model must be signed; prompt and tool manifest too when a bundle covers them.
-	c := Check{Name: "sigstore.model_signed", Expected: m.ModelDigest, Outcome: Pass}
-	if m.ModelDigest == "" || !proven[m.ModelDigest] {
-		c.Outcome, c.Detail = Fail, "no valid bundle from an allowed signer covers the measured model digest"
+	// Each measurement the policy requires to be signed must be covered by a valid
+	// bundle from an allowed signer (by default the model alone).
+	measured := map[string]string{"model_digest": m.ModelDigest, "prompt_digest": m.PromptDigest, "tool_manifest_digest": m.ToolManifestDigest}
+	for _, name := range ref.Required() {
+		d := measured[name]
+		c := Check{Name: "sigstore." + strings.TrimSuffix(name, "_digest") + "_signed", Expected: d, Outcome: Pass}
+		switch {
+		case d == "":
+			c.Outcome, c.Detail = Fail, "the policy requires "+name+" to be signed and the evidence does not measure it"
+		case !proven[d]:
+			c.Outcome, c.Detail = Fail, "no valid bundle from an allowed signer covers the measured "+name
+		}
+		checks = append(checks, c)
 	}
-	return append(checks, c)
+	return checks
 }
 
 func failedChecks(checks []Check) []map[string]string {
