@@ -205,7 +205,11 @@ func (s *Service) Attest(ctx context.Context, a *store.Agent, ev *Evidence) (*Re
 	var checks []Check
 
 	// The nonce: single use, this client's, not expired.
-	nonce, nonceCheck := s.consumeNonce(ctx, a, ev.Nonce, now)
+	nonce, nonceCheck, err := s.consumeNonce(ctx, a, ev.Nonce, now)
+	if err != nil {
+		// An outage is not evidence: no verdict (and no suspension on mismatch).
+		return nil, err
+	}
 	checks = append(checks, nonceCheck)
 
 	checks = append(checks,
@@ -301,12 +305,14 @@ func (s *Service) List(ctx context.Context, agentID string, limit int) ([]Result
 	return out, nil
 }
 
-func (s *Service) consumeNonce(ctx context.Context, a *store.Agent, nonce string, now time.Time) ([]byte, Check) {
+// consumeNonce checks and burns the nonce. It returns an error only when the store
+// failed, so that an outage never becomes a contraindicated verdict.
+func (s *Service) consumeNonce(ctx context.Context, a *store.Agent, nonce string, now time.Time) ([]byte, Check, error) {
 	c := Check{Name: "nonce", Outcome: Fail}
 	b, err := base64.RawURLEncoding.DecodeString(nonce)
 	if err != nil || len(b) != 32 {
 		c.Detail = "nonce is not base64url (no padding) of 32 bytes from POST /v1/attestations/challenge"
-		return nil, c
+		return nil, c, nil
 	}
 	h := sha256.Sum256(b)
 	ch, err := s.st.ConsumeChallenge(ctx, h[:])
@@ -314,16 +320,16 @@ func (s *Service) consumeNonce(ctx context.Context, a *store.Agent, nonce string
 	case errors.Is(err, store.ErrNotFound):
 		c.Detail = "nonce was never issued or was already used"
 	case err != nil:
-		c.Detail = "nonce could not be checked"
+		return nil, c, fmt.Errorf("attest: consume challenge: %w", err)
 	case subtle.ConstantTimeCompare([]byte(ch.ClientID), []byte(a.ClientID)) != 1:
 		c.Detail = "nonce was issued to another client"
 	case !now.Before(ch.ExpiresAt):
 		c.Detail = "nonce expired at " + ch.ExpiresAt.Format(time.RFC3339)
 	default:
 		c.Outcome = Pass
-		return b, c
+		return b, c, nil
 	}
-	return b, c
+	return b, c, nil
 }
 
 func digestCheck(name, want, got string) Check {
