@@ -111,7 +111,9 @@ type Options struct {
 	ChallengeTTL time.Duration
 	// DefaultTTL is a result's lifetime when the agent sets none. Default 10m.
 	DefaultTTL time.Duration
-	Now        func() time.Time
+	// MaxOutstanding is how many unexpired challenges one client may hold. Default 16.
+	MaxOutstanding int
+	Now            func() time.Time
 	// TPM and Sigstore verify host evidence; nil means the check fails with a clear
 	// detail when an agent's policy requires it.
 	TPM      TPMVerifier
@@ -138,6 +140,9 @@ func New(st Store, aud Auditor, lc Suspender, keys Signer, opts Options) *Servic
 	if opts.DefaultTTL == 0 {
 		opts.DefaultTTL = 10 * time.Minute
 	}
+	if opts.MaxOutstanding == 0 {
+		opts.MaxOutstanding = 16
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -155,12 +160,22 @@ func (s *Service) OnResult(fn func(agentID string)) {
 // Challenge returns a fresh nonce (base64url of 32 random bytes) bound to the client,
 // single use, valid for ChallengeTTL.
 func (s *Service) Challenge(ctx context.Context, a *store.Agent) (string, time.Time, error) {
+	// A client needs one challenge at a time; a cap keeps one client from filling the
+	// table between purges.
+	now := s.opts.Now().UTC()
+	n, err := s.st.CountChallenges(ctx, a.ClientID, now)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("attest: count challenges: %w", err)
+	}
+	if n >= int64(s.opts.MaxOutstanding) {
+		return "", time.Time{}, ErrTooManyChallenges
+	}
 	var b [32]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", time.Time{}, err
 	}
 	h := sha256.Sum256(b[:])
-	exp := s.opts.Now().UTC().Add(s.opts.ChallengeTTL).Truncate(time.Microsecond)
+	exp := now.Add(s.opts.ChallengeTTL).Truncate(time.Microsecond)
 	if err := s.st.CreateChallenge(ctx, &store.AttestationChallenge{NonceHash: h[:], ClientID: a.ClientID, ExpiresAt: exp}); err != nil {
 		return "", time.Time{}, fmt.Errorf("attest: store challenge: %w", err)
 	}
@@ -174,6 +189,10 @@ type Result struct {
 	Measurements Measurements
 	Token        string
 }
+
+// ErrTooManyChallenges means the client already holds MaxOutstanding unexpired
+// challenges (HTTP 429).
+var ErrTooManyChallenges = errors.New("attest: too many outstanding challenges for this client; use one before asking for another, or wait until they expire")
 
 // ErrMalformed wraps evidence that cannot be verified at all (HTTP 400).
 var ErrMalformed = errors.New("attest: malformed evidence")

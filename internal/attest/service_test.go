@@ -236,3 +236,23 @@ func TestSigstoreNotConfigured(t *testing.T) {
 		t.Fatalf("failed %v host %s", failed(r), r.Host)
 	}
 }
+
+// One client may hold a bounded number of unexpired challenges; using or outliving one
+// frees its place.
+func TestOutstandingChallenges(t *testing.T) {
+	f := newFixture(t, attest.Options{MaxOutstanding: 3})
+	a := f.agent(t, lifecycle.Reference{ModelDigest: model}, 0)
+	var nonces []string
+	for range 3 {
+		nonces = append(nonces, f.challenge(t, a))
+	}
+	if _, _, err := f.svc.Challenge(t.Context(), a); !errors.Is(err, attest.ErrTooManyChallenges) {
+		t.Fatalf("fourth challenge: err %v, want ErrTooManyChallenges", err)
+	}
+	f.attest(t, a, nonces[0], map[string]string{"model_digest": model})
+	f.challenge(t, a)
+	f.now = f.now.Add(time.Minute)
+	for range 3 {
+		f.challenge(t, a)
+	}
+}

@@ -212,9 +212,10 @@ func (s *Server) keyEvent(ctx context.Context, ev keys.Event) {
 	}
 }
 
-// purgeRevocations drops revocations of tokens that have expired anyway.
+// purgeRevocations drops revocations of tokens that have expired anyway, and
+// attestation challenges that expired unused.
 func (s *Server) purgeRevocations(ctx context.Context) error {
-	t := time.NewTicker(10 * time.Minute)
+	t := time.NewTicker(time.Minute)
 	defer t.Stop()
 	for {
 		select {
@@ -225,6 +226,11 @@ func (s *Server) purgeRevocations(ctx context.Context) error {
 				s.log.Warn("purge revocations", "err", err)
 			} else if n > 0 {
 				s.log.Debug("purged expired revocations", "count", n)
+			}
+			if n, err := s.st.PurgeChallenges(ctx, now); err != nil {
+				s.log.Warn("purge attestation challenges", "err", err)
+			} else if n > 0 {
+				s.log.Debug("purged expired attestation challenges", "count", n)
 			}
 		}
 	}

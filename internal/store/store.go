@@ -326,6 +326,8 @@ type Attestations interface {
 	ConsumeChallenge(ctx context.Context, nonceHash []byte) (*AttestationChallenge, error)
 	// PurgeChallenges deletes challenges that expired before now.
 	PurgeChallenges(ctx context.Context, now time.Time) (int64, error)
+	// CountChallenges counts the client's challenges that are still valid at now.
+	CountChallenges(ctx context.Context, clientID string, now time.Time) (int64, error)
 	CreateAttestation(ctx context.Context, r *AttestationResult) error
 	// ListAttestations returns the agent's results, newest first, at most limit (<= 0: 100).
 	ListAttestations(ctx context.Context, agentID string, limit int) ([]AttestationResult, error)
