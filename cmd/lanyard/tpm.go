@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -20,6 +21,7 @@ func newTPMEnrollCmd() *cobra.Command {
 		pcrs   []int
 		akKind string
 		ekKind string
+		into   string
 	)
 	cmd := &cobra.Command{
 		Use:   "enroll --tpm DEV [--pcr 16 …] [--ak ecc|rsa] [--ek auto|ecc|rsa]",
@@ -105,6 +107,11 @@ func newTPMEnrollCmd() *cobra.Command {
 			}}
 			b, _ := json.MarshalIndent(ref, "", "  ")
 			out := cmd.OutOrStdout()
+			if into != "" {
+				if err := mergeReference(into, ref["tpm"]); err != nil {
+					return err
+				}
+			}
 			if o.json {
 				_, err = fmt.Fprintln(out, string(b))
 				return err
@@ -120,6 +127,33 @@ func newTPMEnrollCmd() *cobra.Command {
 	cmd.Flags().StringVar(&path, "tpm", "", "TPM device (/dev/tpmrm0) or swtpm socket")
 	cmd.Flags().IntSliceVar(&pcrs, "pcr", []int{16}, "PCRs (sha256 bank) to pin")
 	cmd.Flags().StringVar(&akKind, "ak", "ecc", "attestation key type: ecc (ECDSA P-256) or rsa (RSASSA 2048)")
+	cmd.Flags().StringVar(&into, "reference", "", "also write the tpm member into this reference JSON file (e.g. from lanyard measure --json), creating it if missing")
 	cmd.Flags().StringVar(&ekKind, "ek", "auto", "endorsement key: ecc (P-256), rsa (2048) or auto (the one with a certificate in NV)")
 	return cmd
+}
+
+// mergeReference sets the "tpm" member of the JSON object in path (created if missing),
+// keeping its other members.
+func mergeReference(path string, tpmRef any) error {
+	doc := map[string]json.RawMessage{}
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return err
+	default:
+		if err := json.Unmarshal(b, &doc); err != nil {
+			return fmt.Errorf("--reference %s: not a JSON object: %w", path, err)
+		}
+	}
+	t, err := json.Marshal(tpmRef)
+	if err != nil {
+		return err
+	}
+	doc["tpm"] = t
+	out, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(out, '\n'), 0o644)
 }
