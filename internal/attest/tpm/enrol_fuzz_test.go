@@ -98,3 +98,39 @@ func setECDSAHash(p *tpm2.TPMTPublic, h tpm2.TPMIAlgHash) {
 		CurveID: tpm2.TPMECCNistP256,
 	})
 }
+
+// BenchmarkEnrolmentChallenge is the server's CPU per enrolment start: check the AK,
+// parse the EK and seal a secret to it (ECDH P-256 or RSA-OAEP 2048 in MakeCredential).
+func BenchmarkEnrolmentChallenge(b *testing.B) {
+	sim := openSim(b)
+	pub := func(tmpl tpm2.TPMTPublic) []byte {
+		rsp, err := tpm2.CreatePrimary{PrimaryHandle: tpm2.TPMRHEndorsement, InPublic: tpm2.New2B(tmpl)}.Execute(sim)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer tpm2.FlushContext{FlushHandle: rsp.ObjectHandle}.Execute(sim)
+		return tpm2.Marshal(rsp.OutPublic)
+	}
+	ak := pub(AKTemplate)
+	secret := make([]byte, 32)
+	for _, ek := range []struct {
+		name string
+		tmpl tpm2.TPMTPublic
+	}{{"ECC-P256-EK", tpm2.ECCEKTemplate}, {"RSA-2048-EK", tpm2.RSAEKTemplate}} {
+		ekPub := pub(ek.tmpl)
+		b.Run(ek.name, func(b *testing.B) {
+			for b.Loop() {
+				name, err := CheckAKPublic(ak)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := EKPublicKey(ekPub); err != nil {
+					b.Fatal(err)
+				}
+				if _, _, err := MakeCredential(ekPub, name, secret); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
