@@ -67,6 +67,13 @@ type Config struct {
 	SigstoreTrustedRoot string
 	// SigstorePublicKey is a PEM public key for key-based Sigstore bundles. Default: none.
 	SigstorePublicKey string
+	// TPMEKCABundle is a PEM bundle of TPM manufacturer CA certificates. When set, TPM
+	// attestation key enrolment requires an EK certificate issued by one of them.
+	// Default: none (EK certificates are checked against the EK only).
+	TPMEKCABundle string
+	// TPMAllowUnenrolledAK is "true" to let agents register TPM attestation keys that
+	// have not completed enrolment by credential activation. Default "false".
+	TPMAllowUnenrolledAK string
 }
 
 // Defaults returns the built-in configuration.
@@ -142,6 +149,8 @@ func (c *Config) options() []option {
 		{name: "shutdown-timeout", usage: "graceful shutdown limit", dur: &c.ShutdownTimeout},
 		{name: "sigstore-trusted-root", usage: "trusted_root.json to verify Sigstore bundles in attestation evidence", str: &c.SigstoreTrustedRoot},
 		{name: "sigstore-public-key", usage: "PEM public key to verify key-based Sigstore bundles", str: &c.SigstorePublicKey},
+		{name: "tpm-ek-ca-bundle", usage: "PEM bundle of TPM manufacturer CAs; when set, AK enrolment requires an EK certificate they issued", str: &c.TPMEKCABundle},
+		{name: "tpm-allow-unenrolled-ak", usage: "true to accept TPM attestation keys that have not completed enrolment (default false)", str: &c.TPMAllowUnenrolledAK},
 	}
 }
 
@@ -297,6 +306,14 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	if c.TPMEKCABundle != "" {
+		if _, err := os.Stat(c.TPMEKCABundle); err != nil {
+			p = append(p, fmt.Sprintf("LANYARD_TPM_EK_CA_BUNDLE: %v", err))
+		}
+	}
+	if _, err := c.AllowUnenrolledAK(); err != nil {
+		p = append(p, "LANYARD_TPM_ALLOW_UNENROLLED_AK: "+err.Error())
+	}
 	if c.ShutdownTimeout <= 0 {
 		p = append(p, "LANYARD_SHUTDOWN_TIMEOUT: must be positive")
 	}
@@ -367,4 +384,15 @@ func ParseLevel(s string) (slog.Level, error) {
 		return slog.LevelError, nil
 	}
 	return 0, fmt.Errorf("%q is not debug, info, warn or error", s)
+}
+
+// AllowUnenrolledAK reports whether TPMAllowUnenrolledAK is true ("" is false).
+func (c *Config) AllowUnenrolledAK() (bool, error) {
+	switch strings.ToLower(c.TPMAllowUnenrolledAK) {
+	case "", "false", "0", "no":
+		return false, nil
+	case "true", "1", "yes":
+		return true, nil
+	}
+	return false, fmt.Errorf("%q is not true or false", c.TPMAllowUnenrolledAK)
 }

@@ -42,6 +42,8 @@ type Deps struct {
 	// Gatherer serves /metrics; Registerer receives the HTTP metrics.
 	Gatherer   prometheus.Gatherer
 	Registerer prometheus.Registerer
+	// TPMEnrolments serves TPM attestation key enrolment; nil leaves it unmounted.
+	TPMEnrolments *attest.Enrolments
 }
 
 // Options tune the HTTP layer.
@@ -91,6 +93,9 @@ func New(d Deps, o Options) http.Handler {
 	(&agentsHandler{svc: d.Lifecycle}).Mount(v1)
 	(&auditHandler{st: d.AuditLog}).Mount(v1)
 	ah.MountAdmin(v1)
+	if d.TPMEnrolments != nil {
+		(&tpmHandler{svc: d.TPMEnrolments}).Mount(v1)
+	}
 	return e
 }
 

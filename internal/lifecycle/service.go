@@ -48,6 +48,9 @@ type Options struct {
 	CredentialGrace time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// AKEnrolments, when set, makes registration and patching refuse a reference.tpm
+	// whose attestation key has not completed enrolment. Nil accepts any AK.
+	AKEnrolments AKEnrolments
 }
 
 // Service implements agent registration and lifecycle.
@@ -157,6 +160,9 @@ func (s *Service) Register(ctx context.Context, actor string, req RegisterReques
 	ttl := v.duration("max_token_ttl", req.MaxTokenTTL, s.opts.DefaultTokenTTL, time.Minute, s.opts.MaxTokenTTL)
 	attTTL := v.duration("attestation_ttl", req.AttestationTTL, s.opts.DefaultAttestationTTL, time.Minute, 24*time.Hour)
 	v.reference("reference", req.Reference)
+	if err := s.checkAKEnrolled(ctx, v, "reference", req.Reference); err != nil {
+		return nil, err
+	}
 
 	now := s.opts.Now().UTC()
 	id := newID("agt_")
@@ -321,6 +327,9 @@ func (s *Service) Patch(ctx context.Context, actor, id string, req PatchRequest)
 	}
 	if req.Reference != nil {
 		v.reference("reference", req.Reference)
+		if err := s.checkAKEnrolled(ctx, v, "reference", req.Reference); err != nil {
+			return nil, err
+		}
 		changed = append(changed, "reference")
 	}
 	if len(changed) == 0 {

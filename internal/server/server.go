@@ -111,8 +111,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, e
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(httpapi.NewAgentsCollector(s.st), httpapi.NewAuditCollector(s.audit))
 
+	enrol, akEnrolments, err := tpmEnrolments(cfg, s.st, s.audit, log)
+	if err != nil {
+		return nil, err
+	}
 	svc := lifecycle.New(s.st, s.audit, hasher, lifecycle.Options{
 		DefaultTokenTTL: cfg.TokenTTL, MaxTokenTTL: cfg.MaxTokenTTL, CredentialGrace: cfg.CredentialGrace,
+		AKEnrolments: akEnrolments,
 	})
 	provider := oauth.New(oauth.Deps{Store: s.st, Keys: km, Audit: s.audit, Hasher: hasher, Admin: admin}, oauth.Options{
 		Issuer: cfg.Issuer, DefaultAudience: cfg.DefaultAudience, MaxTokenTTL: cfg.MaxTokenTTL,
@@ -129,7 +134,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, e
 	handler := httpapi.New(httpapi.Deps{
 		Lifecycle: svc, OAuth: provider, Attest: att, Issuer: cfg.Issuer, Admin: admin, Audit: s.audit, AuditLog: s.st,
 		Ready:    map[string]func(context.Context) error{"database": s.st.Ping, "secrets": sb.Ping},
-		Gatherer: reg, Registerer: reg,
+		Gatherer: reg, Registerer: reg, TPMEnrolments: enrol,
 	}, httpapi.Options{MaxBodyBytes: cfg.MaxBodyBytes, Logger: log})
 
 	s.srv = &http.Server{

@@ -14,6 +14,8 @@ var Models = []any{
 	&store.AttestationChallenge{},
 	&store.AttestationResult{},
 	&store.TPMCounters{},
+	&store.TPMEnrolment{},
+	&store.PendingTPMEnrolment{},
 }
 
 // DB exposes the writer's gorm handle to the tests.
