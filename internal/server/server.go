@@ -48,6 +48,9 @@ type Server struct {
 	auditErr chan error
 	ln       net.Listener
 	srv      *http.Server
+	// tasks run beside the HTTP server until Run's context ends (Vault token renewal,
+	// the rotation scheduler, the secrets backend watch).
+	tasks []func(context.Context) error
 
 	generatedAdminToken string
 }
@@ -71,7 +74,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, e
 	if err := s.st.Migrate(ctx); err != nil {
 		return nil, err
 	}
-	sb, err := openSecrets(cfg)
+	health := newSecretsHealth(log, cfg.Secrets)
+	sb, err := s.openSecrets(ctx, cfg, health)
 	if err != nil {
 		return nil, err
 	}
@@ -87,6 +91,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, e
 	// The audit writer outlives the HTTP server: it stops only after the last request
 	// has been answered, and flushes every queued event before returning.
 	s.audit = audit.New(s.st, log, audit.Options{})
+	health.audit.Store(s.audit)
 	auditCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.auditRun, s.auditErr = stop, make(chan error, 1)
 	go func() { s.auditErr <- s.audit.Run(auditCtx) }()
@@ -110,6 +115,17 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, e
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(httpapi.NewAgentsCollector(s.st), httpapi.NewAuditCollector(s.audit))
+	health.register(reg)
+	ready := map[string]func(context.Context) error{"database": s.st.Ping}
+	degraded := map[string]func(context.Context) error{}
+	if cfg.Secrets == "vault" {
+		// Tokens are signed with keys held in memory: a Vault outage degrades the
+		// server (no registration, no rotation) but does not make it unready.
+		degraded["secrets"] = pingSecrets(sb.Ping, health)
+		s.tasks = append(s.tasks, watchSecrets(degraded["secrets"], 15*time.Second))
+	} else {
+		ready["secrets"] = pingSecrets(sb.Ping, health)
+	}
 
 	svc := lifecycle.New(s.st, s.audit, hasher, lifecycle.Options{
 		DefaultTokenTTL: cfg.TokenTTL, MaxTokenTTL: cfg.MaxTokenTTL, CredentialGrace: cfg.CredentialGrace,
@@ -128,7 +144,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, e
 
 	handler := httpapi.New(httpapi.Deps{
 		Lifecycle: svc, OAuth: provider, Attest: att, Issuer: cfg.Issuer, Admin: admin, Audit: s.audit, AuditLog: s.st,
-		Ready:    map[string]func(context.Context) error{"database": s.st.Ping, "secrets": sb.Ping},
+		Ready: ready, Degraded: degraded,
 		Gatherer: reg, Registerer: reg,
 	}, httpapi.Options{MaxBodyBytes: cfg.MaxBodyBytes, Logger: log})
 
@@ -181,6 +197,9 @@ func (s *Server) Run(ctx context.Context) error {
 		return s.srv.Shutdown(sctx)
 	})
 	g.Go(func() error { return s.purgeRevocations(gctx) })
+	for _, task := range s.tasks {
+		g.Go(func() error { return task(gctx) })
+	}
 	return g.Wait()
 }
 
@@ -259,7 +278,7 @@ func sigstoreVerifier(cfg config.Config) (attest.SigstoreVerifier, error) {
 	return nil, nil
 }
 
-func openSecrets(cfg config.Config) (secrets.Backend, error) {
+func (s *Server) openSecrets(ctx context.Context, cfg config.Config, h *secretsHealth) (secrets.Backend, error) {
 	switch cfg.Secrets {
 	case "local":
 		mk, err := local.LoadMasterKey(cfg.DataDir, cfg.MasterKey)
@@ -267,6 +286,13 @@ func openSecrets(cfg config.Config) (secrets.Backend, error) {
 			return nil, err
 		}
 		return local.New(filepath.Join(cfg.DataDir, "secrets"), mk)
+	case "vault":
+		vb, err := openVault(ctx, cfg, s.log, h)
+		if err != nil {
+			return nil, err
+		}
+		s.tasks = append(s.tasks, vb.Run)
+		return vb, nil
 	}
 	return nil, fmt.Errorf("secrets backend %q is not available", cfg.Secrets)
 }
