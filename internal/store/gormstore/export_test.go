@@ -14,6 +14,10 @@ var Models = []any{
 	&store.AttestationChallenge{},
 	&store.AttestationResult{},
 	&store.TPMCounters{},
+	&store.Rotation{},
+	&store.RotationPolicy{},
+	&lease{},
+	&secretDestroy{},
 }
 
 // DB exposes the writer's gorm handle to the tests.
