@@ -24,6 +24,7 @@ import (
 	"github.com/lanyardhq/lanyard/internal/lifecycle"
 	"github.com/lanyardhq/lanyard/internal/oauth"
 	"github.com/lanyardhq/lanyard/internal/requestid"
+	"github.com/lanyardhq/lanyard/internal/rotation"
 	"github.com/lanyardhq/lanyard/internal/store"
 )
 
@@ -43,6 +44,8 @@ type Deps struct {
 	// "degraded" without making the server unready: the server keeps serving from what
 	// it holds in memory (the secrets backend: tokens are signed with in-memory keys).
 	Degraded map[string]func(context.Context) error
+	// Rotation, if set, serves the rotation status and schedule endpoints.
+	Rotation *rotation.Engine
 	// Gatherer serves /metrics; Registerer receives the HTTP metrics.
 	Gatherer   prometheus.Gatherer
 	Registerer prometheus.Registerer
@@ -95,6 +98,9 @@ func New(d Deps, o Options) http.Handler {
 	(&agentsHandler{svc: d.Lifecycle}).Mount(v1)
 	(&auditHandler{st: d.AuditLog}).Mount(v1)
 	ah.MountAdmin(v1)
+	if d.Rotation != nil {
+		(&rotationHandler{eng: d.Rotation, svc: d.Lifecycle, audit: d.Audit}).Mount(v1)
+	}
 	return e
 }
 

@@ -33,6 +33,7 @@ import (
 	"github.com/lanyardhq/lanyard/internal/lifecycle"
 	"github.com/lanyardhq/lanyard/internal/oauth"
 	"github.com/lanyardhq/lanyard/internal/requestid"
+	"github.com/lanyardhq/lanyard/internal/rotation"
 	"github.com/lanyardhq/lanyard/internal/secrets"
 	"github.com/lanyardhq/lanyard/internal/secrets/local"
 	"github.com/lanyardhq/lanyard/internal/store/gormstore"
@@ -129,6 +130,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, e
 
 	svc := lifecycle.New(s.st, s.audit, hasher, lifecycle.Options{
 		DefaultTokenTTL: cfg.TokenTTL, MaxTokenTTL: cfg.MaxTokenTTL, CredentialGrace: cfg.CredentialGrace,
+		Secrets: sb,
 	})
 	provider := oauth.New(oauth.Deps{Store: s.st, Keys: km, Audit: s.audit, Hasher: hasher, Admin: admin}, oauth.Options{
 		Issuer: cfg.Issuer, DefaultAudience: cfg.DefaultAudience, MaxTokenTTL: cfg.MaxTokenTTL,
@@ -142,9 +144,17 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, e
 	att := attest.New(s.st, s.audit, svc, km, attest.Options{Issuer: cfg.Issuer, TPM: attest.TPMQuotes{}, Sigstore: sigv})
 	att.OnResult(provider.InvalidateAgent)
 
+	eng := rotation.New(s.st, svc, km, sb, s.audit, rotation.Options{
+		AgentEvery: cfg.Rotation.AgentCredentialEvery, AgentGrace: cfg.CredentialGrace,
+		KeyEvery: cfg.Rotation.SigningKeyEvery, PublishAhead: cfg.Rotation.SigningKeyPublishAhead,
+		CheckInterval: cfg.Rotation.CheckInterval, LeaseTTL: cfg.Rotation.LeaseTTL, Logger: log,
+	})
+	reg.MustRegister(eng.Collectors()...)
+	s.tasks = append(s.tasks, eng.Run)
+
 	handler := httpapi.New(httpapi.Deps{
 		Lifecycle: svc, OAuth: provider, Attest: att, Issuer: cfg.Issuer, Admin: admin, Audit: s.audit, AuditLog: s.st,
-		Ready: ready, Degraded: degraded,
+		Ready: ready, Degraded: degraded, Rotation: eng,
 		Gatherer: reg, Registerer: reg,
 	}, httpapi.Options{MaxBodyBytes: cfg.MaxBodyBytes, Logger: log})
 
