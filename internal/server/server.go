@@ -97,7 +97,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, e
 	s.auditRun, s.auditErr = stop, make(chan error, 1)
 	go func() { s.auditErr <- s.audit.Run(auditCtx) }()
 
-	km := keys.NewManager(s.st, sb, log, keys.Options{MaxTokenTTL: cfg.MaxTokenTTL, OnEvent: s.keyEvent})
+	km := keys.NewManager(s.st, sb, log, keys.Options{
+		// Replicas learn of a rotation at their next scheduler tick: a retired key stays
+		// published for the longest token lifetime plus that delay.
+		MaxTokenTTL: cfg.MaxTokenTTL + cfg.Rotation.CheckInterval, OnEvent: s.keyEvent})
 	if err := km.Init(ctx); err != nil {
 		return nil, err
 	}
