@@ -74,6 +74,11 @@ type Config struct {
 	// TPMAllowUnenrolledAK is "true" to let agents register TPM attestation keys that
 	// have not completed enrolment by credential activation. Default "false".
 	TPMAllowUnenrolledAK string
+
+	// Vault holds the options of the vault secrets backend (LANYARD_SECRETS=vault).
+	Vault VaultConfig
+	// Rotation holds the rotation schedules and the scheduler's settings.
+	Rotation RotationConfig
 }
 
 // Defaults returns the built-in configuration.
@@ -90,6 +95,8 @@ func Defaults() Config {
 		CredentialGrace: 24 * time.Hour,
 		MaxBodyBytes:    64 << 10,
 		ShutdownTimeout: 15 * time.Second,
+		Vault:           VaultConfig{Mount: "secret", Auth: "token", AppRoleMount: "approle", K8sMount: "kubernetes", K8sTokenFile: "/var/run/secrets/kubernetes.io/serviceaccount/token", Timeout: 10 * time.Second},
+		Rotation:        DefaultRotation(),
 	}
 }
 
@@ -100,6 +107,9 @@ type option struct {
 	str   *string
 	dur   *time.Duration
 	i64   *int64
+	// alias is a second environment variable read when the LANYARD_ one is unset
+	// (VAULT_ADDR and friends, as every Vault client honours them).
+	alias string
 }
 
 func (o option) env() string {
@@ -129,7 +139,7 @@ func (o option) set(v string) error {
 }
 
 func (c *Config) options() []option {
-	return []option{
+	return append([]option{
 		{name: "addr", usage: "listen address", str: &c.Addr},
 		{name: "issuer", usage: "issuer identifier and public base URL", str: &c.Issuer},
 		{name: "data-dir", usage: "directory for the SQLite database, local secrets and master key", str: &c.DataDir},
@@ -151,7 +161,7 @@ func (c *Config) options() []option {
 		{name: "sigstore-public-key", usage: "PEM public key to verify key-based Sigstore bundles", str: &c.SigstorePublicKey},
 		{name: "tpm-ek-ca-bundle", usage: "PEM bundle of TPM manufacturer CAs; when set, AK enrolment requires an EK certificate they issued", str: &c.TPMEKCABundle},
 		{name: "tpm-allow-unenrolled-ak", usage: "true to accept TPM attestation keys that have not completed enrolment (default false)", str: &c.TPMAllowUnenrolledAK},
-	}
+	}, c.vaultOptions()...)
 }
 
 // Flags registers one flag per option on fs, with c's current values as defaults.
@@ -159,6 +169,9 @@ func (c *Config) options() []option {
 func (c *Config) Flags(fs *pflag.FlagSet) {
 	for _, o := range c.options() {
 		usage := o.usage + " (env " + o.env() + ")"
+		if o.alias != "" {
+			usage = o.usage + " (env " + o.env() + " or " + o.alias + ")"
+		}
 		switch {
 		case o.str != nil:
 			fs.String(o.name, *o.str, usage)
@@ -182,9 +195,14 @@ func (c *Config) Load(fs *pflag.FlagSet, getenv func(string) string) error {
 		problems = append(problems, c.loadYAML(path, opts)...)
 	}
 	for _, o := range opts {
-		if v := getenv(o.env()); v != "" {
+		name := o.env()
+		v := getenv(name)
+		if v == "" && o.alias != "" {
+			name, v = o.alias, getenv(o.alias)
+		}
+		if v != "" {
 			if err := o.set(v); err != nil {
-				problems = append(problems, fmt.Sprintf("%s: %v", o.env(), err))
+				problems = append(problems, fmt.Sprintf("%s: %v", name, err))
 			}
 		}
 	}
@@ -271,7 +289,7 @@ func (c *Config) Validate() error {
 	switch c.Secrets {
 	case "local":
 	case "vault":
-		p = append(p, "LANYARD_SECRETS: the vault backend is not available in this build yet; use local")
+		p = append(p, c.Vault.validate()...)
 	default:
 		p = append(p, fmt.Sprintf("LANYARD_SECRETS: %q is not local or vault", c.Secrets))
 	}
@@ -317,6 +335,7 @@ func (c *Config) Validate() error {
 	if c.ShutdownTimeout <= 0 {
 		p = append(p, "LANYARD_SHUTDOWN_TIMEOUT: must be positive")
 	}
+	p = append(p, c.Rotation.validate(c.MaxTokenTTL)...)
 	if len(p) > 0 {
 		return &ValidationError{Problems: p}
 	}
@@ -342,6 +361,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Bool("tls", c.TLSCert != ""),
 		slog.Duration("token_ttl", c.TokenTTL),
 		slog.Duration("max_token_ttl", c.MaxTokenTTL),
+		slog.Any("vault", c.Vault),
 	)
 }
 

@@ -135,6 +135,11 @@ type Credential struct {
 	CreatedAt  time.Time
 	// ExpiresAt is set on retiring credentials: the end of their grace period.
 	ExpiresAt *time.Time
+	// SecretPath and SecretVersion say where a credential Lanyard generated (a client
+	// secret, a generated private key) lives in the secrets backend; empty for
+	// credentials whose secret Lanyard never held (an agent-supplied JWKS).
+	SecretPath    string
+	SecretVersion int
 }
 
 // SigningKey records one of Lanyard's token signing keys. The private key lives in the

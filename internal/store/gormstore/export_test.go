@@ -16,6 +16,10 @@ var Models = []any{
 	&store.TPMCounters{},
 	&store.TPMEnrolment{},
 	&store.PendingTPMEnrolment{},
+	&store.Rotation{},
+	&store.RotationPolicy{},
+	&lease{},
+	&secretDestroy{},
 }
 
 // DB exposes the writer's gorm handle to the tests.
