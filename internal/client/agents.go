@@ -70,6 +70,9 @@ func (d Duration) String() string { return time.Duration(d).String() }
 type CredentialSpec struct {
 	Type string              `json:"type"`
 	JWKS *jose.JSONWebKeySet `json:"jwks,omitempty"`
+	// Generate asks the server to generate a private_key_jwt key pair and keep it in
+	// its secrets backend (Vault); the private key is returned once.
+	Generate bool `json:"generate,omitempty"`
 	// The fields of a federated credential (Type CredentialFederated).
 	FederatedCredentialRequest
 }
@@ -159,6 +162,8 @@ func (a *Agent) UnmarshalJSON(b []byte) error {
 type RegisterAgentResponse struct {
 	Agent
 	ClientSecret string `json:"client_secret,omitempty"`
+	// PrivateKey is the generated private key (PKCS#8 PEM), shown once.
+	PrivateKey string `json:"private_key,omitempty"`
 }
 
 // UnmarshalJSON decodes the flat response (agent fields and client_secret side by side).
@@ -168,11 +173,12 @@ func (r *RegisterAgentResponse) UnmarshalJSON(b []byte) error {
 	}
 	var s struct {
 		ClientSecret string `json:"client_secret"`
+		PrivateKey   string `json:"private_key"`
 	}
 	if err := json.Unmarshal(b, &s); err != nil {
 		return err
 	}
-	r.ClientSecret = s.ClientSecret
+	r.ClientSecret, r.PrivateKey = s.ClientSecret, s.PrivateKey
 	return nil
 }
 
@@ -255,6 +261,8 @@ type RotateCredentialResponse struct {
 	Agent        Agent     `json:"agent"`
 	ClientSecret string    `json:"client_secret,omitempty"`
 	GraceUntil   time.Time `json:"grace_until"`
+	// PrivateKey is a newly generated private key (PKCS#8 PEM), shown once.
+	PrivateKey string `json:"private_key,omitempty"`
 
 	Raw json.RawMessage `json:"-"`
 }

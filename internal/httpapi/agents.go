@@ -64,6 +64,10 @@ type credentialJSON struct {
 	CreatedAt time.Time  `json:"created_at"`
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 	KIDs      []string   `json:"kids,omitempty"`
+	// SecretPath and SecretVersion locate a Lanyard-generated credential in the secrets
+	// backend (the KV v2 path inside the mount, after any configured prefix).
+	SecretPath    string `json:"secret_path,omitempty"`
+	SecretVersion int    `json:"secret_version,omitempty"`
 	// Federated credentials only.
 	Issuer           string   `json:"issuer,omitempty"`
 	Subject          string   `json:"subject,omitempty"`
@@ -93,6 +97,7 @@ func renderAgent(a *store.Agent, creds []store.Credential, ref *lifecycle.Refere
 	}
 	for _, c := range creds {
 		cj := credentialJSON{ID: c.ID, Type: c.Type, State: c.State, CreatedAt: c.CreatedAt, ExpiresAt: c.ExpiresAt,
+			SecretPath: c.SecretPath, SecretVersion: c.SecretVersion,
 			Issuer: c.Issuer, Subject: c.Subject, Audience: c.Audience, AllowedClientIDs: c.AllowedClientIDs, RequireAppToken: c.RequireAppToken}
 		if len(c.JWKS) > 0 {
 			var set jose.JSONWebKeySet
@@ -130,7 +135,8 @@ func (h *agentsHandler) register(c echo.Context) error {
 	out := struct {
 		agentJSON
 		ClientSecret string `json:"client_secret,omitempty"`
-	}{detail(res.Agent), res.ClientSecret}
+		PrivateKey   string `json:"private_key,omitempty"`
+	}{detail(res.Agent), res.ClientSecret, res.PrivateKeyPEM}
 	return c.JSON(http.StatusCreated, out)
 }
 
@@ -239,8 +245,10 @@ func (h *agentsHandler) rotate(c echo.Context) error {
 	return c.JSON(http.StatusOK, struct {
 		Agent        agentJSON `json:"agent"`
 		ClientSecret string    `json:"client_secret,omitempty"`
+		PrivateKey   string    `json:"private_key,omitempty"`
 		GraceUntil   time.Time `json:"grace_until"`
-	}{detail(res.Agent), res.ClientSecret, res.GraceUntil})
+		RotationID   string    `json:"rotation_id,omitempty"`
+	}{detail(res.Agent), res.ClientSecret, res.PrivateKeyPEM, res.GraceUntil, res.RotationID})
 }
 
 func agentErr(id string, err error) error {

@@ -59,6 +59,18 @@ func testFederatedCredentials(t *testing.T, s store.Store) {
 	c1.State, c1.ExpiresAt = store.CredentialRetiring, &grace
 	checkCredentials(t, s, "agt_1", c2, f2, f1, c1)
 
+	// The rotation scheduler never sees federated credentials.
+	if rs, ok := s.(store.Rotations); ok {
+		due, err := rs.ActiveCredentials(ctx(t), "", 0)
+		if err != nil {
+			t.Fatalf("ActiveCredentials: %v", err)
+		}
+		for _, d := range due {
+			if d.Credential.Type == store.CredentialFederated {
+				t.Errorf("ActiveCredentials returned federated credential %s", d.Credential.ID)
+			}
+		}
+	}
 	if err := s.DeleteCredential(ctx(t), "agt_1", "crd_f1"); err != nil {
 		t.Fatalf("DeleteCredential: %v", err)
 	}
