@@ -75,6 +75,7 @@ func TestRegisterFederated(t *testing.T) {
 		{"no issuer", func(r *lifecycle.RegisterRequest) { r.Credential.Issuer = "" }, "credential.issuer: is required for federated"},
 		{"subject too long", func(r *lifecycle.RegisterRequest) { r.Credential.Subject = strings.Repeat("s", 601) }, "credential.subject: must be at most 600 bytes"},
 		{"duplicate client id", func(r *lifecycle.RegisterRequest) { r.Credential.AllowedClientIDs = []string{"a", "a"} }, `credential.allowed_client_ids[1]: "a" is listed twice`},
+		{"generate on federated", func(r *lifecycle.RegisterRequest) { r.Credential.Generate = true }, "credential.generate: applies to private_key_jwt only"},
 		{"jwks on federated", func(r *lifecycle.RegisterRequest) { r.Credential.JWKS = []byte(`{"keys":[]}`) }, "credential.jwks: must not be set for federated"},
 		{"federated fields on private_key_jwt", func(r *lifecycle.RegisterRequest) {
 			r.Credential.Type = store.CredentialPrivateKeyJWT

@@ -220,6 +220,9 @@ func (s *Service) Register(ctx context.Context, actor string, req RegisterReques
 		if len(req.Credential.JWKS) > 0 {
 			v.add("credential.jwks", "must not be set for federated")
 		}
+		if req.Credential.Generate {
+			v.add("credential.generate", "applies to private_key_jwt only (a federated agent holds no key of Lanyard's)")
+		}
 		v.federated("credential", &req.Credential.FederatedCredentialRequest, s.trust, cred)
 	default:
 		v.add("credential.type", "must be private_key_jwt, client_secret or federated")
