@@ -79,6 +79,15 @@ type Config struct {
 	Vault VaultConfig
 	// Rotation holds the rotation schedules and the scheduler's settings.
 	Rotation RotationConfig
+	// FederationIssuers is a comma-separated list of external token issuers trusted for
+	// federated credentials (Entra ID tenants, GitHub Actions, …), each with its kind's
+	// defaults; the /v1/federation/issuers API adds more. Default: none.
+	FederationIssuers string
+	// FederationRefresh is how often trusted issuers' keys are refetched. Default 1h.
+	FederationRefresh time.Duration
+	// FederationMinRefetch is the least time between two fetches of an issuer's keys
+	// caused by an unknown kid. Default 1m.
+	FederationMinRefetch time.Duration
 }
 
 // Defaults returns the built-in configuration.
@@ -97,6 +106,9 @@ func Defaults() Config {
 		ShutdownTimeout: 15 * time.Second,
 		Vault:           VaultConfig{Mount: "secret", Auth: "token", AppRoleMount: "approle", K8sMount: "kubernetes", K8sTokenFile: "/var/run/secrets/kubernetes.io/serviceaccount/token", Timeout: 10 * time.Second},
 		Rotation:        DefaultRotation(),
+
+		FederationRefresh:    time.Hour,
+		FederationMinRefetch: time.Minute,
 	}
 }
 
@@ -161,6 +173,9 @@ func (c *Config) options() []option {
 		{name: "sigstore-public-key", usage: "PEM public key to verify key-based Sigstore bundles", str: &c.SigstorePublicKey},
 		{name: "tpm-ek-ca-bundle", usage: "PEM bundle of TPM manufacturer CAs; when set, AK enrolment requires an EK certificate they issued", str: &c.TPMEKCABundle},
 		{name: "tpm-allow-unenrolled-ak", usage: "true to accept TPM attestation keys that have not completed enrolment (default false)", str: &c.TPMAllowUnenrolledAK},
+		{name: "federation-issuers", usage: "comma-separated external token issuers trusted for federated credentials", str: &c.FederationIssuers},
+		{name: "federation-refresh", usage: "how often trusted issuers' signing keys are refetched", dur: &c.FederationRefresh},
+		{name: "federation-min-refetch", usage: "least time between key fetches caused by an unknown kid", dur: &c.FederationMinRefetch},
 	}, c.vaultOptions()...)
 }
 
@@ -313,6 +328,23 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBodyBytes < 1024 || c.MaxBodyBytes > 16<<20 {
 		p = append(p, fmt.Sprintf("LANYARD_MAX_BODY_BYTES: %d is outside 1024..16777216", c.MaxBodyBytes))
+	}
+	for _, iss := range strings.Split(c.FederationIssuers, ",") {
+		iss = strings.TrimSpace(iss)
+		if iss == "" {
+			continue
+		}
+		u, err := url.Parse(iss)
+		loopback := err == nil && u.Scheme == "http" && (u.Hostname() == "localhost" || net.ParseIP(u.Hostname()).IsLoopback())
+		if err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || (u.Scheme != "https" && !loopback) {
+			p = append(p, fmt.Sprintf("LANYARD_FEDERATION_ISSUERS: %q is not an https issuer URL", iss))
+		}
+	}
+	if c.FederationRefresh < time.Minute || c.FederationRefresh > 24*time.Hour {
+		p = append(p, fmt.Sprintf("LANYARD_FEDERATION_REFRESH: %s is outside 1m..24h", c.FederationRefresh))
+	}
+	if c.FederationMinRefetch < 100*time.Millisecond || c.FederationMinRefetch > time.Hour {
+		p = append(p, fmt.Sprintf("LANYARD_FEDERATION_MIN_REFETCH: %s is outside 100ms..1h", c.FederationMinRefetch))
 	}
 	if c.SigstoreTrustedRoot != "" && c.SigstorePublicKey != "" {
 		p = append(p, "LANYARD_SIGSTORE_TRUSTED_ROOT and LANYARD_SIGSTORE_PUBLIC_KEY are exclusive: choose one")

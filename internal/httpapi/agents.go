@@ -51,6 +51,7 @@ type agentJSON struct {
 	MaxTokenTTL      string               `json:"max_token_ttl"`
 	AttestationTTL   string               `json:"attestation_ttl"`
 	CanIntrospect    bool                 `json:"can_introspect"`
+	EntraFederation  bool                 `json:"entra_federation"`
 	TokensNotBefore  *time.Time           `json:"tokens_not_before,omitempty"`
 	CreatedAt        time.Time            `json:"created_at"`
 	UpdatedAt        time.Time            `json:"updated_at"`
@@ -67,6 +68,12 @@ type credentialJSON struct {
 	// backend (the KV v2 path inside the mount, after any configured prefix).
 	SecretPath    string `json:"secret_path,omitempty"`
 	SecretVersion int    `json:"secret_version,omitempty"`
+	// Federated credentials only.
+	Issuer           string   `json:"issuer,omitempty"`
+	Subject          string   `json:"subject,omitempty"`
+	Audience         string   `json:"audience,omitempty"`
+	AllowedClientIDs []string `json:"allowed_client_ids,omitempty"`
+	RequireAppToken  bool     `json:"require_app_token,omitempty"`
 }
 
 func renderAgent(a *store.Agent, creds []store.Credential, ref *lifecycle.Reference) agentJSON {
@@ -78,6 +85,7 @@ func renderAgent(a *store.Agent, creds []store.Credential, ref *lifecycle.Refere
 		MaxTokenTTL:     (time.Duration(a.MaxTokenTTLSeconds) * time.Second).String(),
 		AttestationTTL:  (time.Duration(a.AttestationTTLSeconds) * time.Second).String(),
 		CanIntrospect:   a.CanIntrospect,
+		EntraFederation: a.EntraFederation,
 		TokensNotBefore: a.TokensNotBefore,
 		CreatedAt:       a.CreatedAt, UpdatedAt: a.UpdatedAt,
 	}
@@ -89,7 +97,8 @@ func renderAgent(a *store.Agent, creds []store.Credential, ref *lifecycle.Refere
 	}
 	for _, c := range creds {
 		cj := credentialJSON{ID: c.ID, Type: c.Type, State: c.State, CreatedAt: c.CreatedAt, ExpiresAt: c.ExpiresAt,
-			SecretPath: c.SecretPath, SecretVersion: c.SecretVersion}
+			SecretPath: c.SecretPath, SecretVersion: c.SecretVersion,
+			Issuer: c.Issuer, Subject: c.Subject, Audience: c.Audience, AllowedClientIDs: c.AllowedClientIDs, RequireAppToken: c.RequireAppToken}
 		if len(c.JWKS) > 0 {
 			var set jose.JSONWebKeySet
 			if json.Unmarshal(c.JWKS, &set) == nil {

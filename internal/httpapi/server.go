@@ -21,6 +21,7 @@ import (
 
 	"github.com/lanyardhq/lanyard/internal/attest"
 	"github.com/lanyardhq/lanyard/internal/audit"
+	"github.com/lanyardhq/lanyard/internal/federation"
 	"github.com/lanyardhq/lanyard/internal/lifecycle"
 	"github.com/lanyardhq/lanyard/internal/oauth"
 	"github.com/lanyardhq/lanyard/internal/requestid"
@@ -51,6 +52,8 @@ type Deps struct {
 	Registerer prometheus.Registerer
 	// TPMEnrolments serves TPM attestation key enrolment; nil leaves it unmounted.
 	TPMEnrolments *attest.Enrolments
+	// Federation serves /v1/federation; nil leaves it out.
+	Federation *federation.Service
 }
 
 // Options tune the HTTP layer.
@@ -105,6 +108,9 @@ func New(d Deps, o Options) http.Handler {
 	}
 	if d.Rotation != nil {
 		(&rotationHandler{eng: d.Rotation, svc: d.Lifecycle, audit: d.Audit}).Mount(v1)
+	}
+	if d.Federation != nil {
+		(&federationHandler{fed: d.Federation, svc: d.Lifecycle, issuer: d.Issuer}).Mount(v1)
 	}
 	return e
 }

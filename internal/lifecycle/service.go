@@ -67,6 +67,7 @@ type Service struct {
 	audit  Auditor
 	hasher *SecretHasher
 	opts   Options
+	trust  IssuerTrust // nil: no federation issuer is trusted
 
 	mu        sync.RWMutex
 	listeners []func(a *store.Agent)
@@ -124,6 +125,8 @@ type CredentialRequest struct {
 	// Generate asks Lanyard to generate the private_key_jwt key pair and write it to the
 	// secrets backend (instead of registering the agent's JWKS).
 	Generate bool `json:"generate,omitempty"`
+	// The fields of a federated credential (see FederatedCredentialRequest).
+	FederatedCredentialRequest
 }
 
 // RegisterRequest is the body of POST /v1/agents.
@@ -142,6 +145,8 @@ type RegisterRequest struct {
 	MaxTokenTTL      string             `json:"max_token_ttl"`
 	AttestationTTL   string             `json:"attestation_ttl"`
 	CanIntrospect    bool               `json:"can_introspect"`
+	// EntraFederation lets the agent get RS256 tokens for api://AzureADTokenExchange.
+	EntraFederation bool `json:"entra_federation"`
 }
 
 // Registered is the result of a registration. ClientSecret is set, once, for
@@ -210,8 +215,17 @@ func (s *Service) Register(ctx context.Context, actor string, req RegisterReques
 		if req.Credential.Generate {
 			v.add("credential.generate", "applies to private_key_jwt only (client secrets are always generated)")
 		}
+	case req.Credential.Type == store.CredentialFederated:
+		cred.Type = store.CredentialFederated
+		if len(req.Credential.JWKS) > 0 {
+			v.add("credential.jwks", "must not be set for federated")
+		}
+		v.federated("credential", &req.Credential.FederatedCredentialRequest, s.trust, cred)
 	default:
-		v.add("credential.type", "must be private_key_jwt or client_secret")
+		v.add("credential.type", "must be private_key_jwt, client_secret or federated")
+	}
+	if req.Credential != nil && req.Credential.Type != store.CredentialFederated && !req.Credential.FederatedCredentialRequest.isZero() {
+		v.add("credential", "issuer, subject, audience, allowed_client_ids and require_app_token are for federated credentials only")
 	}
 	if err := v.err(); err != nil {
 		return nil, err
@@ -246,6 +260,7 @@ func (s *Service) Register(ctx context.Context, actor string, req RegisterReques
 		AllowedScopes: nonNil(req.AllowedScopes), AllowedResources: nonNil(req.AllowedResources),
 		MaxTokenTTLSeconds: int64(ttl / time.Second), AttestationTTLSeconds: int64(attTTL / time.Second),
 		CanIntrospect: req.CanIntrospect, Generation: 1, CreatedAt: now, UpdatedAt: now,
+		EntraFederation: req.EntraFederation,
 	}
 	if !req.Reference.IsZero() {
 		a.Reference, _ = json.Marshal(req.Reference)
@@ -332,6 +347,7 @@ type PatchRequest struct {
 	TokenAlg         *string    `json:"token_alg"`
 	CanIntrospect    *bool      `json:"can_introspect"`
 	Reference        *Reference `json:"reference"`
+	EntraFederation  *bool      `json:"entra_federation"`
 }
 
 // Patch changes the agent's mutable fields. Decommissioned agents cannot change.
@@ -382,6 +398,9 @@ func (s *Service) Patch(ctx context.Context, actor, id string, req PatchRequest)
 		}
 		changed = append(changed, "reference")
 	}
+	if req.EntraFederation != nil {
+		changed = append(changed, "entra_federation")
+	}
 	if len(changed) == 0 {
 		v.add("", "the request changes nothing")
 	}
@@ -418,6 +437,9 @@ func (s *Service) Patch(ctx context.Context, actor, id string, req PatchRequest)
 		}
 		if req.CanIntrospect != nil {
 			a.CanIntrospect = *req.CanIntrospect
+		}
+		if req.EntraFederation != nil {
+			a.EntraFederation = *req.EntraFederation
 		}
 		if req.Reference != nil {
 			if req.Reference.IsZero() {
@@ -566,6 +588,9 @@ func (s *Service) RotateCredential(ctx context.Context, actor, id string, req Ro
 	}
 	if a.Status == store.StatusRevoked || a.Status == store.StatusDecommissioned {
 		return nil, &TransitionError{Action: "rotate credentials of", From: a.Status}
+	}
+	if err := rotatable(a); err != nil {
+		return nil, err
 	}
 	v := &validator{}
 	grace := v.duration("grace", req.Grace, s.opts.CredentialGrace, 0, 30*24*time.Hour)

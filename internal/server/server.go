@@ -28,6 +28,7 @@ import (
 	"github.com/lanyardhq/lanyard/internal/attest/sigstore"
 	"github.com/lanyardhq/lanyard/internal/audit"
 	"github.com/lanyardhq/lanyard/internal/config"
+	"github.com/lanyardhq/lanyard/internal/federation"
 	"github.com/lanyardhq/lanyard/internal/httpapi"
 	"github.com/lanyardhq/lanyard/internal/keys"
 	"github.com/lanyardhq/lanyard/internal/lifecycle"
@@ -52,6 +53,7 @@ type Server struct {
 	// tasks run beside the HTTP server until Run's context ends (Vault token renewal,
 	// the rotation scheduler, the secrets backend watch).
 	tasks []func(context.Context) error
+	fed   *federation.Service
 
 	generatedAdminToken string
 }
@@ -144,6 +146,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, e
 		Logger: log, Registerer: reg,
 	})
 	svc.OnChange(provider.Invalidate)
+	fed, err := newFederation(ctx, cfg, s.st, s.audit, log)
+	if err != nil {
+		return nil, err
+	}
+	svc.SetIssuerTrust(fed)
+	provider.SetFederation(fed)
+	s.fed = fed
 	sigv, err := sigstoreVerifier(cfg)
 	if err != nil {
 		return nil, err
@@ -162,7 +171,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, e
 	handler := httpapi.New(httpapi.Deps{
 		Lifecycle: svc, OAuth: provider, Attest: att, Issuer: cfg.Issuer, Admin: admin, Audit: s.audit, AuditLog: s.st,
 		Ready: ready, Degraded: degraded, Rotation: eng,
-		Gatherer: reg, Registerer: reg, TPMEnrolments: enrol,
+		Gatherer: reg, Registerer: reg, TPMEnrolments: enrol, Federation: fed,
 	}, httpapi.Options{MaxBodyBytes: cfg.MaxBodyBytes, Logger: log})
 
 	s.srv = &http.Server{
@@ -217,6 +226,7 @@ func (s *Server) Run(ctx context.Context) error {
 	for _, task := range s.tasks {
 		g.Go(func() error { return task(gctx) })
 	}
+	g.Go(func() error { return s.fed.Run(gctx) })
 	return g.Wait()
 }
 

@@ -44,6 +44,9 @@ const (
 const (
 	CredentialPrivateKeyJWT = "private_key_jwt"
 	CredentialClientSecret  = "client_secret"
+	// CredentialFederated is a token from a trusted external issuer (Entra ID, GitHub
+	// Actions, Kubernetes, SPIRE). An agent may have several; rotation leaves them alone.
+	CredentialFederated = "federated"
 
 	// CredentialActive is the credential an agent authenticates with.
 	CredentialActive = "active"
@@ -120,6 +123,9 @@ type Agent struct {
 	Generation int64
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
+	// EntraFederation lets the agent obtain tokens for Entra ID's workload identity
+	// federation audience (api://AzureADTokenExchange), signed RS256.
+	EntraFederation bool
 }
 
 // Credential is one way an agent authenticates at the token endpoint.
@@ -140,6 +146,28 @@ type Credential struct {
 	// credentials whose secret Lanyard never held (an agent-supplied JWKS).
 	SecretPath    string
 	SecretVersion int
+	// Issuer, Subject and Audience name the external token a federated credential
+	// accepts (its iss, sub and one of its aud values, all compared exactly).
+	Issuer   string
+	Subject  string
+	Audience string
+	// AllowedClientIDs, when not empty, lists the azp / appid values accepted.
+	AllowedClientIDs StringList `gorm:"column:allowed_client_ids"`
+	// RequireAppToken requires an Entra app-only token (idtyp "app").
+	RequireAppToken bool
+}
+
+// FederationIssuer is an external token issuer trusted for federated credentials.
+type FederationIssuer struct {
+	// Issuer is the exact iss of its tokens.
+	Issuer string `gorm:"primaryKey"`
+	// Kind is "entra" (tid, oid, uti and idtyp checks apply) or "oidc".
+	Kind string
+	// Algs are the accepted JWS algorithms.
+	Algs StringList
+	// JWKSURL overrides the jwks_uri of the issuer's discovery document.
+	JWKSURL   string `gorm:"column:jwks_url"`
+	CreatedAt time.Time
 }
 
 // SigningKey records one of Lanyard's token signing keys. The private key lives in the
@@ -341,10 +369,28 @@ type Attestations interface {
 	UpdateTPMCounters(ctx context.Context, akName string, fn func(cur *TPMCounters) (*TPMCounters, error)) error
 }
 
+// Federation stores trusted external issuers and the federated credentials that are
+// added to and removed from an agent one at a time.
+type Federation interface {
+	// CreateFederationIssuer inserts i; ErrConflict if its Issuer exists.
+	CreateFederationIssuer(ctx context.Context, i *FederationIssuer) error
+	// ListFederationIssuers returns every issuer ordered by Issuer.
+	ListFederationIssuers(ctx context.Context) ([]FederationIssuer, error)
+	// DeleteFederationIssuer deletes the issuer; ErrNotFound if there is none.
+	DeleteFederationIssuer(ctx context.Context, issuer string) error
+	// AddCredential inserts c as another active credential of the agent and bumps its
+	// Generation. ErrNotFound if the agent does not exist.
+	AddCredential(ctx context.Context, agentID string, c *Credential) error
+	// DeleteCredential deletes one credential of the agent and bumps its Generation.
+	// ErrNotFound if the agent has no such credential.
+	DeleteCredential(ctx context.Context, agentID, credentialID string) error
+}
+
 // Store is everything the server needs from its database.
 type Store interface {
 	Agents
 	Credentials
+	Federation
 	SigningKeys
 	AuditLog
 	Revocations

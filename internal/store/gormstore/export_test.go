@@ -20,6 +20,7 @@ var Models = []any{
 	&store.RotationPolicy{},
 	&lease{},
 	&secretDestroy{},
+	&store.FederationIssuer{},
 }
 
 // DB exposes the writer's gorm handle to the tests.

@@ -45,6 +45,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Agent/CountByStatus", testAgentCountByStatus},
 		{"Credential/RotateListDelete", testCredentialRotateListDelete},
 		{"Credential/NotFound", testCredentialNotFound},
+		{"Credential/Federated", testFederatedCredentials},
+		{"Federation/Issuers", testFederationIssuers},
 		{"SigningKey/CreateListUpdate", testSigningKeys},
 		{"Audit/Empty", testAuditEmpty},
 		{"Audit/AppendChain", testAuditAppendChain},
