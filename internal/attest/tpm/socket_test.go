@@ -78,4 +78,3 @@ func TestSocketRetriesRefusedDial(t *testing.T) {
 		t.Errorf("gave up after %s, want the one-second retry budget", d)
 	}
 }
-
