@@ -55,6 +55,8 @@ func TestSocketRetriesRefusedDial(t *testing.T) {
 			return
 		}
 		_, err = c.Write([]byte("pong"))
+		c.Close()
+		l.Close() // before reporting: the last part of the test needs nobody listening
 		served <- err
 	}()
 
