@@ -14,6 +14,7 @@ var Models = []any{
 	&store.AttestationChallenge{},
 	&store.AttestationResult{},
 	&store.TPMCounters{},
+	&store.UISession{},
 }
 
 // DB exposes the writer's gorm handle to the tests.
