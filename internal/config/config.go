@@ -67,6 +67,32 @@ type Config struct {
 	SigstoreTrustedRoot string
 	// SigstorePublicKey is a PEM public key for key-based Sigstore bundles. Default: none.
 	SigstorePublicKey string
+
+	// Web UI single sign-on (see README "Web UI"). The UI always accepts the bootstrap
+	// admin token; OIDC sign-in is enabled when UIOIDCClientID is set.
+	//
+	// UIOIDCIssuer is the OpenID provider's issuer URL. Default: derived from
+	// UIEntraTenant as https://login.microsoftonline.com/<tenant>/v2.0.
+	UIOIDCIssuer string
+	// UIEntraTenant is the Microsoft Entra tenant id; when set, ID tokens must carry it
+	// as tid. Default: none.
+	UIEntraTenant string
+	// UIOIDCClientID and UIOIDCClientSecret are the UI's client registration at the
+	// provider (the redirect URI is <issuer>/ui/auth/callback). Default: none.
+	UIOIDCClientID     string
+	UIOIDCClientSecret string
+	// UIOIDCScopes are the scopes requested at sign-in. Default "openid profile email".
+	UIOIDCScopes string
+	// UIRoleClaims are the ID-token claims whose values are mapped to roles. Default
+	// "groups,roles" (Entra security groups and app roles).
+	UIRoleClaims string
+	// UIRoleMap maps claim values to roles: "value=role[:ns1|ns2],…". Default: none,
+	// so single sign-on users get no role until it is set.
+	UIRoleMap string
+	// UISessionIdle ends a UI session after this long without a request. Default 30m.
+	UISessionIdle time.Duration
+	// UISessionMax ends a UI session this long after sign-in, active or not. Default 12h.
+	UISessionMax time.Duration
 }
 
 // Defaults returns the built-in configuration.
@@ -83,6 +109,10 @@ func Defaults() Config {
 		CredentialGrace: 24 * time.Hour,
 		MaxBodyBytes:    64 << 10,
 		ShutdownTimeout: 15 * time.Second,
+		UIOIDCScopes:    "openid profile email",
+		UIRoleClaims:    "groups,roles",
+		UISessionIdle:   30 * time.Minute,
+		UISessionMax:    12 * time.Hour,
 	}
 }
 
@@ -142,6 +172,15 @@ func (c *Config) options() []option {
 		{name: "shutdown-timeout", usage: "graceful shutdown limit", dur: &c.ShutdownTimeout},
 		{name: "sigstore-trusted-root", usage: "trusted_root.json to verify Sigstore bundles in attestation evidence", str: &c.SigstoreTrustedRoot},
 		{name: "sigstore-public-key", usage: "PEM public key to verify key-based Sigstore bundles", str: &c.SigstorePublicKey},
+		{name: "ui-oidc-issuer", usage: "web UI sign-in: OpenID provider issuer URL (default: from --ui-entra-tenant)", str: &c.UIOIDCIssuer},
+		{name: "ui-entra-tenant", usage: "web UI sign-in: Microsoft Entra tenant id (required tid claim)", str: &c.UIEntraTenant},
+		{name: "ui-oidc-client-id", usage: "web UI sign-in: client id at the provider (enables OIDC sign-in)", str: &c.UIOIDCClientID},
+		{name: "ui-oidc-client-secret", usage: "web UI sign-in: client secret at the provider", str: &c.UIOIDCClientSecret},
+		{name: "ui-oidc-scopes", usage: "web UI sign-in: space-separated scopes", str: &c.UIOIDCScopes},
+		{name: "ui-role-claims", usage: "web UI sign-in: comma-separated ID-token claims mapped to roles", str: &c.UIRoleClaims},
+		{name: "ui-role-map", usage: "web UI sign-in: claim value to role map, value=role[:ns1|ns2],…", str: &c.UIRoleMap},
+		{name: "ui-session-idle", usage: "web UI session idle timeout", dur: &c.UISessionIdle},
+		{name: "ui-session-max", usage: "web UI session absolute timeout", dur: &c.UISessionMax},
 	}
 }
 
@@ -300,6 +339,7 @@ func (c *Config) Validate() error {
 	if c.ShutdownTimeout <= 0 {
 		p = append(p, "LANYARD_SHUTDOWN_TIMEOUT: must be positive")
 	}
+	p = append(p, c.validateUI()...)
 	if len(p) > 0 {
 		return &ValidationError{Problems: p}
 	}

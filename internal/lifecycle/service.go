@@ -476,6 +476,8 @@ type RotateRequest struct {
 	JWKS json.RawMessage `json:"jwks,omitempty"`
 	// Grace is how long the old credential keeps working, e.g. "24h"; "0s" ends it now.
 	Grace string `json:"grace,omitempty"`
+	// Reason is recorded in the audit log with the rotation.
+	Reason string `json:"reason,omitempty"`
 }
 
 // Rotated is the result of a rotation. ClientSecret is set, once, for secret agents.
@@ -497,6 +499,7 @@ func (s *Service) RotateCredential(ctx context.Context, actor, id string, req Ro
 	}
 	v := &validator{}
 	grace := v.duration("grace", req.Grace, s.opts.CredentialGrace, 0, 30*24*time.Hour)
+	v.text("reason", req.Reason, false, 1024)
 	now := s.opts.Now().UTC()
 	cred := &store.Credential{ID: newID("crd_"), AgentID: id, Type: a.CredentialType, State: store.CredentialActive, CreatedAt: now}
 	var secret string
@@ -527,7 +530,7 @@ func (s *Service) RotateCredential(ctx context.Context, actor, id string, req Ro
 	if err := s.st.RotateCredential(ctx, id, cred, until); err != nil {
 		return nil, s.wrap("rotate credentials of", id, err)
 	}
-	if err := s.record(ctx, actor, a, audit.Event{Type: "credential.rotated", Data: map[string]any{
+	if err := s.record(ctx, actor, a, audit.Event{Type: "credential.rotated", Reason: req.Reason, Data: map[string]any{
 		"credential_id": cred.ID, "type": cred.Type, "grace_until": until.Format(time.RFC3339),
 	}}); err != nil {
 		return nil, err

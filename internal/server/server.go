@@ -126,10 +126,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, e
 	att := attest.New(s.st, s.audit, svc, km, attest.Options{Issuer: cfg.Issuer, TPM: attest.TPMQuotes{}, Sigstore: sigv})
 	att.OnResult(provider.InvalidateAgent)
 
+	ui, err := newUI(cfg, log, svc, att, s.audit, s.st, admin)
+	if err != nil {
+		return nil, err
+	}
 	handler := httpapi.New(httpapi.Deps{
 		Lifecycle: svc, OAuth: provider, Attest: att, Issuer: cfg.Issuer, Admin: admin, Audit: s.audit, AuditLog: s.st,
 		Ready:    map[string]func(context.Context) error{"database": s.st.Ping, "secrets": sb.Ping},
-		Gatherer: reg, Registerer: reg,
+		Gatherer: reg, Registerer: reg, UI: ui,
 	}, httpapi.Options{MaxBodyBytes: cfg.MaxBodyBytes, Logger: log})
 
 	s.srv = &http.Server{
@@ -181,6 +185,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return s.srv.Shutdown(sctx)
 	})
 	g.Go(func() error { return s.purgeRevocations(gctx) })
+	g.Go(func() error { return s.purgeUISessions(gctx) })
 	return g.Wait()
 }
 
