@@ -31,7 +31,10 @@ vet:
 
 # go test runs every Fuzz function's seed corpus (f.Add and testdata/fuzz/) as an
 # ordinary test, so the fuzz targets' known inputs are checked on every run.
+# The web UI's browser tests need Debian's chromium: the script installs it when it is
+# missing (as root), else they skip (or fail under LANYARD_REQUIRE_SERVICES=1).
 test: vet
+	sh scripts/ensure-chromium.sh
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 
 fmt:

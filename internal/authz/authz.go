@@ -230,3 +230,13 @@ func Check(ctx context.Context, perm Permission, namespace string) error {
 	}
 	return nil
 }
+
+// ActionPermission is the permission a lifecycle action (the /v1 action names, plus
+// "rotate" for credential rotation) needs.
+func ActionPermission(action string) (Permission, bool) {
+	p, ok := map[string]Permission{
+		"activate": ActivateAgents, "suspend": SuspendAgents, "resume": SuspendAgents,
+		"revoke": RevokeAgents, "decommission": Decommission, "rotate": RotateCredentials,
+	}[action]
+	return p, ok
+}

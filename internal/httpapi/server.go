@@ -247,6 +247,9 @@ type auditEventJSON struct {
 }
 
 func (h *auditHandler) list(c echo.Context) error {
+	if err := allow(c, authz.ViewAudit, ""); err != nil {
+		return err
+	}
 	q := c.QueryParams()
 	var fields []lifecycle.FieldError
 	f := store.AuditFilter{AgentID: q.Get("agent_id"), Type: q.Get("type"), Outcome: q.Get("outcome")}
@@ -315,6 +318,9 @@ func (h *auditHandler) list(c echo.Context) error {
 }
 
 func (h *auditHandler) verify(c echo.Context) error {
+	if err := allow(c, authz.ViewAudit, ""); err != nil {
+		return err
+	}
 	rep, err := audit.Verify(c.Request().Context(), h.st, 1000)
 	if err != nil {
 		return err

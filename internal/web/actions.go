@@ -24,17 +24,17 @@ type actionSpec struct {
 var actionOrder = []string{"activate", "suspend", "resume", "rotate", "revoke", "decommission"}
 
 var actions = map[string]actionSpec{
-	"activate": {label: "Activate", perm: authz.ActivateAgents, from: []string{store.StatusPending},
+	"activate": {label: "Activate", perm: mustPermission("activate"), from: []string{store.StatusPending},
 		warning: "The agent will be able to get tokens."},
-	"suspend": {label: "Suspend", perm: authz.SuspendAgents, from: []string{store.StatusActive},
+	"suspend": {label: "Suspend", perm: mustPermission("suspend"), from: []string{store.StatusActive},
 		warning: "The agent gets no new token, and every token it holds fails introspection at once. Resuming later does not revive those tokens."},
-	"resume": {label: "Resume", perm: authz.SuspendAgents, from: []string{store.StatusSuspended},
+	"resume": {label: "Resume", perm: mustPermission("resume"), from: []string{store.StatusSuspended},
 		warning: "The agent will be able to get tokens again."},
-	"rotate": {label: "Rotate credential", perm: authz.RotateCredentials, from: []string{store.StatusPending, store.StatusActive, store.StatusSuspended},
+	"rotate": {label: "Rotate credential", perm: mustPermission("rotate"), from: []string{store.StatusPending, store.StatusActive, store.StatusSuspended},
 		warning: "A new credential becomes active; the current one keeps working until the end of the grace period."},
-	"revoke": {label: "Revoke", perm: authz.RevokeAgents, from: []string{store.StatusActive, store.StatusSuspended}, class: "danger",
+	"revoke": {label: "Revoke", perm: mustPermission("revoke"), from: []string{store.StatusActive, store.StatusSuspended}, class: "danger",
 		warning: "Revocation is permanent: the agent never gets a token again and its tokens fail introspection at once."},
-	"decommission": {label: "Decommission", perm: authz.Decommission, from: []string{store.StatusPending, store.StatusActive, store.StatusSuspended, store.StatusRevoked}, class: "danger",
+	"decommission": {label: "Decommission", perm: mustPermission("decommission"), from: []string{store.StatusPending, store.StatusActive, store.StatusSuspended, store.StatusRevoked}, class: "danger",
 		warning: "Decommissioning is permanent: the agent's credentials are destroyed. The record stays for the audit trail."},
 }
 
@@ -138,4 +138,12 @@ func (h *Handler) doAction(c echo.Context) error {
 	// the public key. no-store keeps it out of the browser's cache.
 	return h.render(c, http.StatusOK, "rotated", h.newView(c, "Credential rotated", "agents",
 		rotatedView{A: res.Agent, Secret: res.ClientSecret, PrivateJWK: privateJWK, GraceUntil: res.GraceUntil.Format("2006-01-02 15:04 UTC")}))
+}
+
+func mustPermission(action string) authz.Permission {
+	p, ok := authz.ActionPermission(action)
+	if !ok {
+		panic("web: no permission for action " + action)
+	}
+	return p
 }

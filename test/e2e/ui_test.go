@@ -95,7 +95,9 @@ func count(t *testing.T, ctx context.Context, sel string) int {
 	return get(t, ctx, "count "+sel, chromedp.Evaluate[int](`document.querySelectorAll(`+jsString(sel)+`).length`))
 }
 
-func jsString(s string) string { return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"` }
+func jsString(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+}
 
 // uiEnv is a server with single sign-on through an in-process Entra-shaped provider.
 type uiEnv struct {
