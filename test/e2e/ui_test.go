@@ -352,3 +352,84 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 		t.Fatal(err)
 	}
 }
+
+// TestUIDashboardAndAgentPage fills a small fleet through the API (registrations,
+// attestations affirming and contraindicated, tokens issued and refused, suspensions)
+// and checks that the dashboard and the agent page show it: the plots, the refusals
+// with their reasons, each attestation check's expected and actual values. It saves
+// the screenshots the README shows.
+func TestUIDashboardAndAgentPage(t *testing.T) {
+	ctx := newBrowser(t)
+	u := startUI(t)
+
+	ref := map[string]any{"model_digest": modelDigest, "prompt_digest": promptDigest, "tool_manifest_digest": toolsDigest}
+	good := map[string]string{"model_digest": modelDigest, "prompt_digest": promptDigest, "tool_manifest_digest": toolsDigest}
+	poisoned := map[string]string{"model_digest": modelDigest, "prompt_digest": promptDigest, "tool_manifest_digest": "sha256:" + strings.Repeat("9f", 32)}
+	star := u.registerJWT(t, "support-summariser", map[string]any{"namespace": "support", "owner": "cx-platform",
+		"purpose": "Summarise support tickets for the on-call engineer", "risk_level": "high", "reference": ref, "attestation_ttl": "30m"})
+	for i, spec := range []struct{ name, ns, risk string }{
+		{"invoice-triage", "finance", "medium"}, {"payment-reconciler", "finance", "critical"}, {"expense-checker", "finance", "low"},
+		{"onboarding-assistant", "hr", "medium"}, {"policy-answerer", "hr", "low"}, {"ticket-router", "support", "low"},
+		{"deploy-reviewer", "platform", "high"}, {"cost-reporter", "platform", "low"},
+	} {
+		a := u.registerJWT(t, spec.name, map[string]any{"namespace": spec.ns, "risk_level": spec.risk})
+		for range i % 3 {
+			if r := u.tokenJWT(t, a, nil); r.status != http.StatusOK {
+				t.Fatalf("token: %d %s", r.status, r.body)
+			}
+		}
+		switch i {
+		case 2:
+			u.api(http.MethodPost, "/v1/agents/"+a.id+"/suspend", map[string]string{"reason": "owner on leave"})
+		case 5:
+			u.api(http.MethodPost, "/v1/agents/"+a.id+"/revoke", map[string]string{"reason": "replaced by ticket-router-v2"})
+		}
+	}
+	// A poisoned tool manifest is contraindicated and its token refused; then the
+	// agent attests cleanly and gets tokens.
+	if v := u.attest(t, u.attestBody(t, star, u.challenge(t, star), poisoned)); v.Status != "contraindicated" {
+		t.Fatalf("poisoned manifest: %s", v.Status)
+	}
+	wantOAuthError(t, u.tokenJWT(t, star, nil), http.StatusBadRequest, "invalid_grant", "attestation failed")
+	if v := u.attest(t, u.attestBody(t, star, u.challenge(t, star), good)); v.Status != "affirming" {
+		t.Fatalf("clean attestation: %s", v.Status)
+	}
+	for range 3 {
+		if r := u.tokenJWT(t, star, url.Values{"scope": {"invoices:read"}}); r.status != http.StatusOK {
+			t.Fatalf("attested token: %d %s", r.status, r.body)
+		}
+	}
+	u.form("/oauth2/token", url.Values{"grant_type": {"client_credentials"}}, "agt_unknown", "guess")
+	u.eventually(t, func() bool { return len(u.auditEvents(t, "type=token.refused")) >= 2 }, "refusals not in the audit log")
+
+	u.signIn(t, ctx, ada, "/ui/", "#dashboard")
+	if n := count(t, ctx, "svg.chart rect.issued"); n != 12 {
+		t.Errorf("the token plot has %d columns, want 12", n)
+	}
+	main := strings.Join(strings.Fields(text(t, ctx, "main")), " ")
+	for _, want := range []string{"9 agents registered", "attestation failed", "agt_unknown?", "tokens issued, last hour"} {
+		if !strings.Contains(main, want) {
+			t.Errorf("the dashboard lacks %q", want)
+		}
+	}
+	screenshot(t, ctx, "dashboard.png")
+
+	run(t, ctx, "open the attested agent",
+		chromedp.Navigate(u.base+"/ui/agents/"+star.id),
+		chromedp.WaitVisible(chromedp.CSS("#h-att")),
+	)
+	if n := count(t, ctx, "details.attestation"); n != 2 {
+		t.Errorf("%d attestations shown, want 2", n)
+	}
+	failed := get(t, ctx, "the failed check", chromedp.Evaluate[string](`(() => {
+		const tr = document.querySelector("tr.check-fail");
+		return tr ? tr.textContent : "";
+	})()`))
+	if !strings.Contains(failed, "measurements.tools") || !strings.Contains(failed, toolsDigest) || !strings.Contains(failed, strings.Repeat("9f", 32)) {
+		t.Errorf("the failed check must show expected and actual digests: %q", failed)
+	}
+	if n := count(t, ctx, "#h-issued + table tbody tr"); n != 3 {
+		t.Errorf("%d issued tokens shown, want 3", n)
+	}
+	screenshot(t, ctx, "agent.png")
+}
