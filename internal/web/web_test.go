@@ -52,7 +52,7 @@ type fixture struct {
 	now time.Time
 }
 
-func newFixture(t *testing.T, issuer string) *fixture {
+func newFixture(t testing.TB, issuer string) *fixture {
 	st := storetest.OpenSQLite(t)
 	hasher, _ := lifecycle.NewSecretHasher(make([]byte, 32))
 	f := &fixture{aud: &recorder{}, now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
@@ -66,7 +66,7 @@ func newFixture(t *testing.T, issuer string) *fixture {
 	return f
 }
 
-func (f *fixture) do(t *testing.T, method, path string, form url.Values, cookies []*http.Cookie, hdr map[string]string) *http.Response {
+func (f *fixture) do(t testing.TB, method, path string, form url.Values, cookies []*http.Cookie, hdr map[string]string) *http.Response {
 	t.Helper()
 	var req *http.Request
 	if form != nil {
@@ -96,7 +96,7 @@ func cookie(resp *http.Response, name string) *http.Cookie {
 }
 
 // signIn signs in with the admin token and returns the session cookie and CSRF token.
-func (f *fixture) signIn(t *testing.T) (*http.Cookie, string) {
+func (f *fixture) signIn(t testing.TB) (*http.Cookie, string) {
 	t.Helper()
 	page := f.do(t, "GET", "/ui/login", nil, nil, nil)
 	lc := cookie(page, loginCSRFCookie)
