@@ -2,6 +2,9 @@ package web
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -261,5 +264,46 @@ func TestNiceMax(t *testing.T) {
 		if got := niceMax(in); got != want {
 			t.Errorf("niceMax(%d) = %d, want %d", in, got, want)
 		}
+	}
+}
+
+func TestAuditPageVerifiesTheChain(t *testing.T) {
+	f := newFixture(t, "http://localhost:8080")
+	sc, _ := f.signIn(t)
+	st := f.h.d.Store.(store.Store)
+	log := audit.New(st, slog.New(slog.DiscardHandler), audit.Options{})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- log.Run(ctx) }()
+	for i := range 3 {
+		if err := log.Record(t.Context(), audit.Event{Type: "test.event", Actor: "admin", Outcome: "success", Reason: fmt.Sprint("event ", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cancel()
+	<-done
+	body := func(path string) string {
+		t.Helper()
+		resp := f.do(t, "GET", path, nil, []*http.Cookie{sc}, nil)
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d", path, resp.StatusCode)
+		}
+		return string(b)
+	}
+	if b := body("/ui/audit"); !strings.Contains(b, "Chain verified.</strong> All 3 events") || !strings.Contains(b, "event 2") {
+		t.Errorf("the audit page does not show the verified chain and its events")
+	}
+	old := autoVerifyMax
+	autoVerifyMax = 2
+	defer func() { autoVerifyMax = old }()
+	if b := body("/ui/audit"); !strings.Contains(b, "Verify the chain now") {
+		t.Error("a long log must be verified on request")
+	}
+	if b := body("/ui/audit?verify=1&outcome=success"); !strings.Contains(b, "All 3 events") {
+		t.Error("verify=1 must verify")
+	}
+	if b := body("/ui/audit?outcome=maybe"); !strings.Contains(b, "Outcome must be success or failure") {
+		t.Error("a bad filter must be explained")
 	}
 }
