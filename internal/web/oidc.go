@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/labstack/echo/v4"
@@ -32,7 +33,8 @@ type OIDCOptions struct {
 	// (Entra: "groups" for security groups, "roles" for app roles).
 	RoleClaims []string
 	RoleMap    []authz.Mapping
-	// HTTPClient talks to the provider. Default http.DefaultClient.
+	// HTTPClient talks to the provider. Default: a client with a 10s timeout, so an
+	// unresponsive provider fails a sign-in rather than hanging it.
 	HTTPClient *http.Client
 	// DisplayName labels the sign-in button. Default "Microsoft Entra ID" when Tenant
 	// is set, else "single sign-on".
@@ -52,7 +54,7 @@ type sso struct {
 
 func newSSO(o OIDCOptions, redirect string) *sso {
 	if o.HTTPClient == nil {
-		o.HTTPClient = http.DefaultClient
+		o.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
 	if o.DisplayName == "" {
 		o.DisplayName = "single sign-on"

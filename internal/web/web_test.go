@@ -307,3 +307,55 @@ func TestAuditPageVerifiesTheChain(t *testing.T) {
 		t.Error("a bad filter must be explained")
 	}
 }
+
+// signInAs starts a session for p directly (as a successful OIDC sign-in does).
+func (f *fixture) signInAs(t *testing.T, p *authz.Principal) *http.Cookie {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	if err := f.h.sess.create(t.Context(), rec, store.UISessionUser, &session{Principal: p, CSRF: randomToken()}); err != nil {
+		t.Fatal(err)
+	}
+	return cookie(rec.Result(), "lanyard_session")
+}
+
+func TestNamespaceScopedViewer(t *testing.T) {
+	f := newFixture(t, "http://localhost:8080")
+	ids := map[string]string{}
+	for _, ns := range []string{"finance", "hr"} {
+		r, err := f.h.d.Lifecycle.Register(t.Context(), "admin", lifecycle.RegisterRequest{Name: "agent-" + ns, Namespace: ns, Owner: "o",
+			Credential: &lifecycle.CredentialRequest{Type: "client_secret"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[ns] = r.Agent.ID
+	}
+	sc := f.signInAs(t, &authz.Principal{Subject: "oidc:x#1", Name: "fay", Method: "oidc",
+		Grants: []authz.Grant{{Role: authz.Viewer, Namespaces: []string{"finance"}}}})
+	get := func(path string) (int, string) {
+		resp := f.do(t, "GET", path, nil, []*http.Cookie{sc}, nil)
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	code, body := get("/ui/agents")
+	if code != 200 || !strings.Contains(body, "agent-finance") || strings.Contains(body, "agent-hr") {
+		t.Errorf("fleet list of a finance viewer: %d, finance shown %v, hr shown %v", code, strings.Contains(body, "agent-finance"), strings.Contains(body, "agent-hr"))
+	}
+	if code, _ := get("/ui/agents?namespace=hr"); code != 403 {
+		t.Errorf("filtering on another namespace: %d, want 403", code)
+	}
+	if code, _ := get("/ui/agents/" + ids["hr"]); code != 404 {
+		t.Errorf("an agent of another namespace: %d, want 404 (its existence must not leak)", code)
+	}
+	if code, _ := get("/ui/agents/" + ids["finance"] + "/suspend"); code != 403 {
+		t.Errorf("a viewer's suspend page: %d, want 403", code)
+	}
+	if code, _ := get("/ui/audit"); code != 403 {
+		t.Errorf("the fleet-wide audit log for a scoped viewer: %d, want 403", code)
+	}
+	if code, body := get("/ui/"); code != 200 || !strings.Contains(body, "fleet-wide dashboard needs a role in every namespace") {
+		t.Errorf("dashboard for a scoped viewer: %d", code)
+	}
+	if code, _ := get("/ui/agents/new"); code != 403 {
+		t.Errorf("the registration form for a viewer: %d, want 403", code)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
 	"github.com/lanyardhq/lanyard/internal/config"
@@ -432,4 +433,70 @@ func TestUIDashboardAndAgentPage(t *testing.T) {
 		t.Errorf("%d issued tokens shown, want 3", n)
 	}
 	screenshot(t, ctx, "agent.png")
+}
+
+// TestUIWithoutJavaScript: with scripts disabled the UI still works (break-glass
+// sign-in, search, an action), and on a phone-sized screen no page scrolls sideways.
+func TestUIWithoutJavaScript(t *testing.T) {
+	ctx := newBrowser(t)
+	u := startUI(t)
+	a := u.registerSecret(t, "mobile-agent")
+	u.registerJWT(t, "other-agent", map[string]any{"namespace": "ops"})
+
+	if _, err := chromedp.Call(ctx, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: true}); err != nil {
+		t.Fatal(err)
+	}
+	run(t, ctx, "break-glass sign-in without JavaScript",
+		chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2)),
+		chromedp.Navigate(u.base+"/ui/agents"),
+		chromedp.WaitVisible(chromedp.CSS(".breakglass summary")),
+		chromedp.Click(chromedp.CSS(".breakglass summary")),
+		chromedp.SendKeys(chromedp.CSS("#token"), u.admin),
+		chromedp.Click(chromedp.CSS("#token-submit")),
+		chromedp.WaitVisible(chromedp.CSS("#fleet")),
+	)
+	if got := text(t, ctx, ".who .name"); got != "admin" {
+		t.Errorf("signed in as %q", got)
+	}
+	if n := count(t, ctx, "#fleet tbody tr"); n != 2 {
+		t.Errorf("%d agents listed, want 2", n)
+	}
+	run(t, ctx, "search by submitting the form",
+		chromedp.SendKeys(chromedp.CSS("#q"), "mobile"),
+		chromedp.Click(chromedp.CSS(".filters button")),
+		chromedp.WaitVisible(chromedp.CSS(`#fleet a[href="/ui/agents/`+a.id+`"]`)),
+	)
+	if n := count(t, ctx, "#fleet tbody tr"); n != 1 {
+		t.Errorf("%d agents after the search, want 1", n)
+	}
+	noSideways := func(page string) {
+		t.Helper()
+		over := get(t, ctx, "measure "+page, chromedp.Evaluate[int](`document.documentElement.scrollWidth - document.documentElement.clientWidth`))
+		if over > 0 {
+			t.Errorf("%s scrolls sideways by %dpx on a phone", page, over)
+		}
+	}
+	noSideways("the fleet list")
+	run(t, ctx, "suspend without JavaScript",
+		chromedp.Click(chromedp.CSS(`#fleet a[href="/ui/agents/`+a.id+`"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#action-suspend")),
+	)
+	noSideways("the agent page")
+	run(t, ctx, "confirm",
+		chromedp.Click(chromedp.CSS("#action-suspend")),
+		chromedp.WaitVisible(chromedp.CSS("#reason")),
+		chromedp.SendKeys(chromedp.CSS("#reason"), "lost phone"),
+		chromedp.Click(chromedp.CSS("#confirm-submit")),
+		chromedp.WaitVisible(chromedp.CSS("h1 .status-suspended")),
+	)
+	for _, page := range []string{"/ui/", "/ui/agents/new", "/ui/audit"} {
+		run(t, ctx, "open "+page, chromedp.Navigate(u.base+page), chromedp.WaitVisible(chromedp.CSS("main h1")))
+		noSideways(page)
+	}
+	if got := text(t, ctx, "#chain-status"); !strings.Contains(got, "Chain verified") {
+		t.Errorf("the audit log's chain status says %q", got)
+	}
+	if !strings.Contains(text(t, ctx, "main table"), "lost phone") {
+		t.Error("the suspension's reason is not in the audit log page")
+	}
 }
