@@ -601,7 +601,7 @@ func (s *Service) RotateCredential(ctx context.Context, actor, id string, req Ro
 		if managed, err := s.hasManagedCredential(ctx, id, a.CredentialType); err != nil {
 			return nil, err
 		} else if managed {
-			return s.rotateManaged(ctx, actor, id, grace)
+			return s.rotateManaged(ctx, actor, id, req.Reason, grace)
 		}
 	}
 	now := s.opts.Now().UTC()
