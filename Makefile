@@ -39,10 +39,12 @@ vet:
 
 # go test runs every Fuzz function's seed corpus (f.Add and testdata/fuzz/) as an
 # ordinary test, so the fuzz targets' known inputs are checked on every run.
-# The TPM tests drive swtpm and tpm2-tools: install them when missing (needs root and
-# apt-get; otherwise those tests skip, or fail under LANYARD_REQUIRE_SERVICES=1).
+# The TPM tests drive swtpm and tpm2-tools, the web UI's browser tests Debian's chromium:
+# the scripts install them when missing (needs root and apt-get; otherwise those tests
+# skip, or fail under LANYARD_REQUIRE_SERVICES=1).
 test: vet vault
 	sh test/tools/install-tpm-tools.sh
+	sh scripts/ensure-chromium.sh
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 
 fmt:

@@ -11,7 +11,6 @@ import (
 
 	"github.com/google/go-tpm/tpm2/transport"
 	"github.com/google/go-tpm/tpm2/transport/linuxtpm"
-	"github.com/google/go-tpm/tpm2/transport/linuxudstpm"
 	"github.com/gowebpki/jcs"
 	"github.com/spf13/cobra"
 
@@ -28,7 +27,7 @@ func openTPM(path string) (transport.TPMCloser, error) {
 		return nil, fmt.Errorf("tpm: %w", err)
 	}
 	if fi.Mode()&os.ModeSocket != 0 {
-		return linuxudstpm.Open(path)
+		return tpm.OpenSocket(path)
 	}
 	return linuxtpm.Open(path)
 }

@@ -104,6 +104,13 @@ func TestTPMEnroll(t *testing.T) {
 		t.Fatalf("register with the enrolled AK: %v: %s", err, out)
 	}
 
+	// A TPM certified by another CA is refused, and the CLI says why.
+	foreign := swtpmtest.Start(t, swtpmtest.Options{EKCertificate: true})
+	out, err = runTPM(t, "tpm", "enroll", "--tpm", foreign.Socket)
+	if err == nil || !strings.Contains(err.Error(), "does not chain to the configured manufacturer CAs") {
+		t.Fatalf("foreign TPM: %v: %s", err, out)
+	}
+
 	// An RSA AK enrols too.
 	if out, err := runTPM(t, "tpm", "enroll", "--tpm", sw.Socket, "--ak", "rsa", "--json"); err != nil || !strings.Contains(out, `"ak_public"`) {
 		t.Fatalf("tpm enroll --ak rsa: %v: %s", err, out)

@@ -151,6 +151,10 @@ func (e *Enrolments) Start(ctx context.Context, caller, actor string, req EnrolR
 		return nil, refuse(EnrolBadEK, err.Error(), data)
 	}
 	sh := sha256.Sum256(secret)
+	// Expired challenges are never answered; clear them as new ones come.
+	if _, err := e.st.PurgePendingTPMEnrolments(ctx, e.opts.Now()); err != nil {
+		return nil, fmt.Errorf("attest: purge pending enrolments: %w", err)
+	}
 	p := &store.PendingTPMEnrolment{
 		ID: "tpe_" + randomHex(16), Caller: caller, AKName: akName, AKPublic: req.AKPublic,
 		EKPublicHash: hex.EncodeToString(ekHash[:]), EKCertStatus: status, SecretHash: sh[:],

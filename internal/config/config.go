@@ -88,6 +88,32 @@ type Config struct {
 	// FederationMinRefetch is the least time between two fetches of an issuer's keys
 	// caused by an unknown kid. Default 1m.
 	FederationMinRefetch time.Duration
+
+	// Web UI single sign-on (see README "Web UI"). The UI always accepts the bootstrap
+	// admin token; OIDC sign-in is enabled when UIOIDCClientID is set.
+	//
+	// UIOIDCIssuer is the OpenID provider's issuer URL. Default: derived from
+	// UIEntraTenant as https://login.microsoftonline.com/<tenant>/v2.0.
+	UIOIDCIssuer string
+	// UIEntraTenant is the Microsoft Entra tenant id; when set, ID tokens must carry it
+	// as tid. Default: none.
+	UIEntraTenant string
+	// UIOIDCClientID and UIOIDCClientSecret are the UI's client registration at the
+	// provider (the redirect URI is <issuer>/ui/auth/callback). Default: none.
+	UIOIDCClientID     string
+	UIOIDCClientSecret string
+	// UIOIDCScopes are the scopes requested at sign-in. Default "openid profile email".
+	UIOIDCScopes string
+	// UIRoleClaims are the ID-token claims whose values are mapped to roles. Default
+	// "groups,roles" (Entra security groups and app roles).
+	UIRoleClaims string
+	// UIRoleMap maps claim values to roles: "value=role[:ns1|ns2],…". Default: none,
+	// so single sign-on users get no role until it is set.
+	UIRoleMap string
+	// UISessionIdle ends a UI session after this long without a request. Default 30m.
+	UISessionIdle time.Duration
+	// UISessionMax ends a UI session this long after sign-in, active or not. Default 12h.
+	UISessionMax time.Duration
 }
 
 // Defaults returns the built-in configuration.
@@ -109,6 +135,10 @@ func Defaults() Config {
 
 		FederationRefresh:    time.Hour,
 		FederationMinRefetch: time.Minute,
+		UIOIDCScopes:         "openid profile email",
+		UIRoleClaims:         "groups,roles",
+		UISessionIdle:        30 * time.Minute,
+		UISessionMax:         12 * time.Hour,
 	}
 }
 
@@ -176,6 +206,15 @@ func (c *Config) options() []option {
 		{name: "federation-issuers", usage: "comma-separated external token issuers trusted for federated credentials", str: &c.FederationIssuers},
 		{name: "federation-refresh", usage: "how often trusted issuers' signing keys are refetched", dur: &c.FederationRefresh},
 		{name: "federation-min-refetch", usage: "least time between key fetches caused by an unknown kid", dur: &c.FederationMinRefetch},
+		{name: "ui-oidc-issuer", usage: "web UI sign-in: OpenID provider issuer URL (default: from --ui-entra-tenant)", str: &c.UIOIDCIssuer},
+		{name: "ui-entra-tenant", usage: "web UI sign-in: Microsoft Entra tenant id (required tid claim)", str: &c.UIEntraTenant},
+		{name: "ui-oidc-client-id", usage: "web UI sign-in: client id at the provider (enables OIDC sign-in)", str: &c.UIOIDCClientID},
+		{name: "ui-oidc-client-secret", usage: "web UI sign-in: client secret at the provider", str: &c.UIOIDCClientSecret},
+		{name: "ui-oidc-scopes", usage: "web UI sign-in: space-separated scopes", str: &c.UIOIDCScopes},
+		{name: "ui-role-claims", usage: "web UI sign-in: comma-separated ID-token claims mapped to roles", str: &c.UIRoleClaims},
+		{name: "ui-role-map", usage: "web UI sign-in: claim value to role map, value=role[:ns1|ns2],…", str: &c.UIRoleMap},
+		{name: "ui-session-idle", usage: "web UI session idle timeout", dur: &c.UISessionIdle},
+		{name: "ui-session-max", usage: "web UI session absolute timeout", dur: &c.UISessionMax},
 	}, c.vaultOptions()...)
 }
 
@@ -368,6 +407,7 @@ func (c *Config) Validate() error {
 		p = append(p, "LANYARD_SHUTDOWN_TIMEOUT: must be positive")
 	}
 	p = append(p, c.Rotation.validate(c.MaxTokenTTL)...)
+	p = append(p, c.validateUI()...)
 	if len(p) > 0 {
 		return &ValidationError{Problems: p}
 	}

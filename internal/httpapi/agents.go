@@ -13,6 +13,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/labstack/echo/v4"
 
+	"github.com/lanyardhq/lanyard/internal/authz"
 	"github.com/lanyardhq/lanyard/internal/lifecycle"
 	"github.com/lanyardhq/lanyard/internal/store"
 )
@@ -126,6 +127,9 @@ func (h *agentsHandler) register(c echo.Context) error {
 	if err := decodeStrict(c, &req); err != nil {
 		return err
 	}
+	if err := allow(c, authz.RegisterAgents, req.Namespace); err != nil {
+		return err
+	}
 	res, err := h.svc.Register(c.Request().Context(), actor(c), req)
 	if err != nil {
 		return err
@@ -141,10 +145,9 @@ func (h *agentsHandler) register(c echo.Context) error {
 }
 
 func (h *agentsHandler) get(c echo.Context) error {
-	id := c.Param("id")
-	a, err := h.svc.Get(c.Request().Context(), id)
+	a, err := h.allowAgent(c, c.Param("id"), authz.ViewAgents)
 	if err != nil {
-		return agentErr(id, err)
+		return err
 	}
 	return c.JSON(http.StatusOK, detail(a))
 }
@@ -178,6 +181,12 @@ func (h *agentsHandler) list(c echo.Context) error {
 	if len(fields) > 0 {
 		return &lifecycle.ValidationError{Fields: fields}
 	}
+	if all, scope := authz.FromContext(c.Request().Context()).Scope(authz.ViewAgents); !all {
+		if f.Namespace != "" && !slices.Contains(scope, f.Namespace) {
+			return allow(c, authz.ViewAgents, f.Namespace)
+		}
+		f.Namespaces = scope
+	}
 	list, next, err := h.svc.List(c.Request().Context(), f)
 	if err != nil {
 		return err
@@ -198,6 +207,9 @@ func (h *agentsHandler) patch(c echo.Context) error {
 		return err
 	}
 	id := c.Param("id")
+	if _, err := h.allowAgent(c, id, authz.UpdateAgents); err != nil {
+		return err
+	}
 	a, err := h.svc.Patch(c.Request().Context(), actor(c), id, req)
 	if err != nil {
 		return agentErr(id, err)
@@ -222,6 +234,10 @@ func (h *agentsHandler) transition(c echo.Context) error {
 			return err
 		}
 	}
+	perm, _ := authz.ActionPermission(string(action))
+	if _, err := h.allowAgent(c, id, perm); err != nil {
+		return err
+	}
 	a, err := h.svc.Transition(c.Request().Context(), actor(c), id, action, body.Reason)
 	if err != nil {
 		return agentErr(id, err)
@@ -236,6 +252,9 @@ func (h *agentsHandler) rotate(c echo.Context) error {
 		if err := decodeStrict(c, &req); err != nil {
 			return err
 		}
+	}
+	if _, err := h.allowAgent(c, id, authz.RotateCredentials); err != nil {
+		return err
 	}
 	res, err := h.svc.RotateCredential(c.Request().Context(), actor(c), id, req)
 	if err != nil {

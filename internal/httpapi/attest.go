@@ -15,6 +15,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/lanyardhq/lanyard/internal/attest"
+	"github.com/lanyardhq/lanyard/internal/authz"
 	"github.com/lanyardhq/lanyard/internal/oauth"
 	"github.com/lanyardhq/lanyard/internal/protocol"
 	"github.com/lanyardhq/lanyard/internal/store"
@@ -166,6 +167,11 @@ func (h *attestHandler) attest(c echo.Context) error {
 }
 
 func (h *attestHandler) list(c echo.Context) error {
+	// The handler does not load the agent, so it asks for viewing rights everywhere
+	// (a namespace-scoped caller sees attestations on the agent's UI page instead).
+	if err := allow(c, authz.ViewAgents, ""); err != nil {
+		return err
+	}
 	limit := 20
 	if s := c.QueryParam("limit"); s != "" {
 		n, err := strconv.Atoi(s)

@@ -569,6 +569,8 @@ type RotateRequest struct {
 	JWKS json.RawMessage `json:"jwks,omitempty"`
 	// Grace is how long the old credential keeps working, e.g. "24h"; "0s" ends it now.
 	Grace string `json:"grace,omitempty"`
+	// Reason is recorded in the audit log with the rotation.
+	Reason string `json:"reason,omitempty"`
 }
 
 // Rotated is the result of a rotation. ClientSecret is set, once, for secret agents.
@@ -597,11 +599,12 @@ func (s *Service) RotateCredential(ctx context.Context, actor, id string, req Ro
 	}
 	v := &validator{}
 	grace := v.duration("grace", req.Grace, s.opts.CredentialGrace, 0, 30*24*time.Hour)
+	v.text("reason", req.Reason, false, 1024)
 	if _, ok := s.rotations(); ok && s.opts.Secrets != nil && v.err() == nil && len(req.JWKS) == 0 {
 		if managed, err := s.hasManagedCredential(ctx, id, a.CredentialType); err != nil {
 			return nil, err
 		} else if managed {
-			return s.rotateManaged(ctx, actor, id, grace)
+			return s.rotateManaged(ctx, actor, id, req.Reason, grace)
 		}
 	}
 	now := s.opts.Now().UTC()
@@ -634,7 +637,7 @@ func (s *Service) RotateCredential(ctx context.Context, actor, id string, req Ro
 	if err := s.st.RotateCredential(ctx, id, cred, until); err != nil {
 		return nil, s.wrap("rotate credentials of", id, err)
 	}
-	if err := s.record(ctx, actor, a, audit.Event{Type: "credential.rotated", Data: map[string]any{
+	if err := s.record(ctx, actor, a, audit.Event{Type: "credential.rotated", Reason: req.Reason, Data: map[string]any{
 		"credential_id": cred.ID, "type": cred.Type, "grace_until": until.Format(time.RFC3339),
 	}}); err != nil {
 		return nil, err

@@ -50,10 +50,10 @@ type Server struct {
 	auditErr chan error
 	ln       net.Listener
 	srv      *http.Server
-	fed      *federation.Service
 	// tasks run beside the HTTP server until Run's context ends (Vault token renewal,
 	// the rotation scheduler, the secrets backend watch).
 	tasks []func(context.Context) error
+	fed   *federation.Service
 
 	generatedAdminToken string
 }
@@ -168,10 +168,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, e
 	reg.MustRegister(eng.Collectors()...)
 	s.tasks = append(s.tasks, eng.Run)
 
+	ui, err := newUI(cfg, log, svc, att, s.audit, s.st, admin)
+	if err != nil {
+		return nil, err
+	}
 	handler := httpapi.New(httpapi.Deps{
 		Lifecycle: svc, OAuth: provider, Attest: att, Issuer: cfg.Issuer, Admin: admin, Audit: s.audit, AuditLog: s.st,
 		Ready: ready, Degraded: degraded, Rotation: eng,
-		Gatherer: reg, Registerer: reg, TPMEnrolments: enrol, Federation: fed,
+		Gatherer: reg, Registerer: reg, TPMEnrolments: enrol, Federation: fed, UI: ui,
 	}, httpapi.Options{MaxBodyBytes: cfg.MaxBodyBytes, Logger: log})
 
 	s.srv = &http.Server{
@@ -227,6 +231,7 @@ func (s *Server) Run(ctx context.Context) error {
 		g.Go(func() error { return task(gctx) })
 	}
 	g.Go(func() error { return s.fed.Run(gctx) })
+	g.Go(func() error { return s.purgeUISessions(gctx) })
 	return g.Wait()
 }
 

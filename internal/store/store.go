@@ -228,6 +228,14 @@ type AgentFilter struct {
 	After string
 	// Limit caps the page size; implementations treat <= 0 as 100.
 	Limit int
+	// RiskLevel matches the agent's risk level exactly.
+	RiskLevel string
+	// NameContains matches agents whose name contains it, case-insensitively.
+	NameContains string
+	// Namespaces, when not nil, restricts the result to these namespaces (nil: no
+	// restriction; empty but not nil: nothing). The web UI sets it to the namespaces
+	// a scoped viewer may see.
+	Namespaces []string
 }
 
 // AuditFilter selects audit events for ListAudit. Empty fields match everything.

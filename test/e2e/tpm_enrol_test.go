@@ -3,6 +3,7 @@ package e2e
 import (
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/lanyardhq/lanyard/internal/attest/tpm"
@@ -26,8 +27,18 @@ func TestTPMEnrolment(t *testing.T) {
 		defer at.Close()
 		ref := map[string]any{"model_digest": modelDigest, "tpm": map[string]any{"ak_public": b64(at.AKPublic())}}
 
+		// Enrolment is an admin act.
+		req, _ := http.NewRequest(http.MethodPost, e.base+"/v1/tpm/enrolments", strings.NewReader(`{}`))
+		req.Header.Set("Content-Type", "application/json")
+		wantProblem(t, e.do(req), http.StatusUnauthorized)
+		// Bad encodings are named, field by field.
+		r := e.api(http.MethodPost, "/v1/tpm/enrolments", map[string]any{"ek_public": "not base64!", "ak_public": ""})
+		if p := wantProblem(t, r, http.StatusBadRequest); !slices.Equal(fieldErrors(p), []string{"ek_public", "ak_public"}) {
+			t.Fatalf("bad encodings: %s", r.body)
+		}
+
 		// Not enrolled yet: registration names the field and says what to do.
-		r := e.api(http.MethodPost, "/v1/agents", map[string]any{"name": "unenrolled", "namespace": "finance", "owner": "o",
+		r = e.api(http.MethodPost, "/v1/agents", map[string]any{"name": "unenrolled", "namespace": "finance", "owner": "o",
 			"credential": map[string]any{"type": "client_secret"}, "reference": ref})
 		if p := wantProblem(t, r, http.StatusBadRequest); !slices.Contains(fieldErrors(p), "reference.tpm.ak_public") {
 			t.Fatalf("unenrolled AK: %s", r.body)

@@ -134,3 +134,20 @@ func BenchmarkEnrolmentChallenge(b *testing.B) {
 		})
 	}
 }
+
+// TestTrimDER: NV areas may be larger than the certificate they hold.
+func TestTrimDER(t *testing.T) {
+	long := append([]byte{0x30, 0x82, 0x01, 0x00}, make([]byte, 0x100)...)
+	for name, tc := range map[string]struct{ in, want []byte }{
+		"short form, padded": {[]byte{0x30, 0x02, 0xaa, 0xbb, 0xff, 0xff}, []byte{0x30, 0x02, 0xaa, 0xbb}},
+		"long form, padded":  {append(append([]byte{}, long...), 0xff, 0xff), long},
+		"exact":              {long, long},
+		"truncated":          {long[:100], long[:100]},
+		"not a sequence":     {[]byte{0x04, 0x01, 0x00, 0xff}, []byte{0x04, 0x01, 0x00, 0xff}},
+		"empty":              {nil, nil},
+	} {
+		if got := trimDER(tc.in); !bytes.Equal(got, tc.want) {
+			t.Errorf("%s: trimDER = %x, want %x", name, got, tc.want)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -84,6 +85,18 @@ func (s *Store) ListAgents(ctx context.Context, f store.AgentFilter) ([]store.Ag
 	}
 	if f.After != "" {
 		q = q.Where("id > ?", f.After)
+	}
+	if f.RiskLevel != "" {
+		q = q.Where("risk_level = ?", f.RiskLevel)
+	}
+	if f.NameContains != "" {
+		q = q.Where(`LOWER(name) LIKE ? ESCAPE '\'`, "%"+likeEscaper.Replace(strings.ToLower(f.NameContains))+"%")
+	}
+	if f.Namespaces != nil {
+		if len(f.Namespaces) == 0 {
+			return []store.Agent{}, nil
+		}
+		q = q.Where("namespace IN ?", f.Namespaces)
 	}
 	out := []store.Agent{}
 	if err := q.Order("id").Limit(limit(f.Limit)).Find(&out).Error; err != nil {
@@ -248,3 +261,6 @@ func bumpGeneration(tx *gorm.DB, agentID string) error {
 	}
 	return nil
 }
+
+// likeEscaper escapes LIKE's wildcards (the pattern's ESCAPE character is a backslash).
+var likeEscaper = strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`)

@@ -21,6 +21,7 @@ var Models = []any{
 	&lease{},
 	&secretDestroy{},
 	&store.FederationIssuer{},
+	&store.UISession{},
 }
 
 // DB exposes the writer's gorm handle to the tests.

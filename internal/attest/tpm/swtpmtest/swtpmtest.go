@@ -14,6 +14,7 @@ package swtpmtest
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,7 +22,8 @@ import (
 	"time"
 
 	"github.com/google/go-tpm/tpm2/transport"
-	"github.com/google/go-tpm/tpm2/transport/linuxudstpm"
+
+	"github.com/lanyardhq/lanyard/internal/attest/tpm"
 )
 
 // RequireServicesEnv, set to 1, turns a missing swtpm into a failure.
@@ -111,7 +113,8 @@ func Start(tb testing.TB, opts Options) *TPM {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if fi, err := os.Stat(t.Socket); err == nil && fi.Mode()&os.ModeSocket != 0 {
-			if c, err := linuxudstpm.Open(t.Socket); err == nil {
+			// A real connection: the socket file exists before swtpm listens on it.
+			if c, err := net.Dial("unix", t.Socket); err == nil {
 				c.Close()
 				break
 			}
@@ -133,7 +136,7 @@ func Start(tb testing.TB, opts Options) *TPM {
 // one connection at a time).
 func (t *TPM) Open(tb testing.TB) transport.TPMCloser {
 	tb.Helper()
-	c, err := linuxudstpm.Open(t.Socket)
+	c, err := tpm.OpenSocket(t.Socket)
 	if err != nil {
 		tb.Fatalf("swtpmtest: open %s: %v", t.Socket, err)
 	}
