@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
 	"github.com/lanyardhq/lanyard/internal/config"
@@ -52,7 +53,23 @@ func newBrowser(t *testing.T) context.Context {
 	if _, err := chromedp.Run(ctx, chromedp.Location()); err != nil { // starts the browser
 		t.Fatalf("start chromium: %v", err)
 	}
+	// Record every Content-Security-Policy violation of every page (the recorder is
+	// injected by the DevTools protocol, outside the page's CSP); cspViolations reads them.
+	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: `
+		document.addEventListener("securitypolicyviolation", e => {
+			const v = JSON.parse(sessionStorage.getItem("csp-violations") || "[]");
+			v.push(location.pathname + ": " + e.violatedDirective + " " + e.blockedURI);
+			sessionStorage.setItem("csp-violations", JSON.stringify(v));
+		});`}); err != nil {
+		t.Fatalf("install the CSP recorder: %v", err)
+	}
 	return ctx
+}
+
+// cspViolations returns the CSP violations recorded on the current origin so far.
+func cspViolations(t *testing.T, ctx context.Context) string {
+	t.Helper()
+	return get(t, ctx, "read CSP violations", chromedp.Evaluate[string](`sessionStorage.getItem("csp-violations") || ""`))
 }
 
 func run(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
@@ -88,7 +105,9 @@ func fail(t *testing.T, ctx context.Context, what string, err error) {
 
 func text(t *testing.T, ctx context.Context, sel string) string {
 	t.Helper()
-	return strings.TrimSpace(get(t, ctx, "read "+sel, chromedp.Text(chromedp.CSS(sel))))
+	// Read through JavaScript rather than DOM node ids, which a page update can retire.
+	run(t, ctx, "wait for "+sel, chromedp.WaitVisible(chromedp.CSS(sel)))
+	return strings.TrimSpace(get(t, ctx, "read "+sel, chromedp.Evaluate[string](`document.querySelector(`+jsString(sel)+`).innerText`)))
 }
 
 func count(t *testing.T, ctx context.Context, sel string) int {
@@ -194,7 +213,7 @@ func TestUIInBrowser(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#register-submit")),
 		chromedp.WaitVisible(chromedp.CSS("#secret-value")),
 	)
-	secret := get(t, ctx, "read the secret", chromedp.Value(chromedp.CSS("#secret-value")))
+	secret := get(t, ctx, "read the secret", chromedp.Evaluate[string](`document.querySelector("#secret-value").value`))
 	id := text(t, ctx, "#client-id")
 	if !strings.HasPrefix(secret, "lys_") || !strings.HasPrefix(id, "agt_") {
 		t.Fatalf("registration showed secret %q for %q", secret, id)
@@ -326,6 +345,12 @@ func TestUIInBrowser(t *testing.T) {
 		t.Error("a scoped operator must not see fleet-wide figures")
 	}
 
+	// Every page so far ran under the strict CSP without a single violation (htmx
+	// included).
+	if v := cspViolations(t, ctx); v != "" {
+		t.Errorf("Content-Security-Policy violations: %s", v)
+	}
+
 	// Refused sign-ins: no mapped role; another tenant.
 	u.signOut(t, ctx)
 	u.signIn(t, ctx, nobby, "/ui/", ".alert.error")
@@ -435,6 +460,9 @@ func TestUIDashboardAndAgentPage(t *testing.T) {
 		t.Errorf("%d issued tokens shown, want 3", n)
 	}
 	screenshot(t, ctx, "agent.png")
+	if v := cspViolations(t, ctx); v != "" {
+		t.Errorf("Content-Security-Policy violations: %s", v)
+	}
 }
 
 // TestUIWithoutJavaScript: with scripts disabled the UI still works (break-glass
