@@ -141,6 +141,7 @@ func (h *Handler) Mount(e *echo.Echo) {
 	g.GET("/agents/:id/:action", h.page(h.confirmAction, authz.ViewAgents))
 	g.POST("/agents/:id/:action", h.page(h.doAction, authz.ViewAgents))
 	g.GET("/audit", h.page(h.auditPage, authz.ViewAudit))
+	g.GET("/settings", h.page(h.settingsPage, authz.ManageSettings))
 	g.Any("/*", h.public(func(c echo.Context) error { return errNotFound }))
 }
 

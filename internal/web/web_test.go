@@ -359,3 +359,18 @@ func TestNamespaceScopedViewer(t *testing.T) {
 		t.Errorf("the registration form for a viewer: %d, want 403", code)
 	}
 }
+
+func TestSettingsPage(t *testing.T) {
+	f := newFixture(t, "http://localhost:8080")
+	admin, _ := f.signIn(t)
+	resp := f.do(t, "GET", "/ui/settings", nil, []*http.Cookie{admin}, nil)
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.Contains(string(b), "Not configured: only the bootstrap admin token signs in") ||
+		!strings.Contains(string(b), "http://localhost:8080/ui/auth/callback") {
+		t.Errorf("settings for an admin: %d %s", resp.StatusCode, b)
+	}
+	op := f.signInAs(t, &authz.Principal{Name: "op", Method: "oidc", Grants: []authz.Grant{{Role: authz.Operator}}})
+	if resp := f.do(t, "GET", "/ui/settings", nil, []*http.Cookie{op}, nil); resp.StatusCode != 403 {
+		t.Errorf("settings for an operator: %d, want 403", resp.StatusCode)
+	}
+}
