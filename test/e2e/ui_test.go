@@ -196,6 +196,12 @@ func TestUIInBrowser(t *testing.T) {
 		t.Errorf("signed in as %q, want %q", got, ada.Username)
 	}
 
+	run(t, ctx, "settings", chromedp.Navigate(u.base+"/ui/settings"), chromedp.WaitVisible(chromedp.CSS("#h-map")))
+	if got := text(t, ctx, "main"); !strings.Contains(got, "finance-platform") || !strings.Contains(got, u.op.Issuer) {
+		t.Error("the settings page lacks the role mapping or the provider")
+	}
+	run(t, ctx, "back to registration", chromedp.Navigate(u.base+"/ui/agents/new"), chromedp.WaitVisible(chromedp.CSS("#register-form")))
+
 	// Registration: a client-secret agent with pasted measurements.
 	measured := `{"model_digest":"` + modelDigest + `","prompt_digest":"` + promptDigest + `","tool_manifest_digest":"` + toolsDigest + `"}`
 	run(t, ctx, "fill the registration form",
