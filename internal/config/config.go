@@ -67,6 +67,27 @@ type Config struct {
 	SigstoreTrustedRoot string
 	// SigstorePublicKey is a PEM public key for key-based Sigstore bundles. Default: none.
 	SigstorePublicKey string
+	// TPMEKCABundle is a PEM bundle of TPM manufacturer CA certificates. When set, TPM
+	// attestation key enrolment requires an EK certificate issued by one of them.
+	// Default: none (EK certificates are checked against the EK only).
+	TPMEKCABundle string
+	// TPMAllowUnenrolledAK is "true" to let agents register TPM attestation keys that
+	// have not completed enrolment by credential activation. Default "false".
+	TPMAllowUnenrolledAK string
+
+	// Vault holds the options of the vault secrets backend (LANYARD_SECRETS=vault).
+	Vault VaultConfig
+	// Rotation holds the rotation schedules and the scheduler's settings.
+	Rotation RotationConfig
+	// FederationIssuers is a comma-separated list of external token issuers trusted for
+	// federated credentials (Entra ID tenants, GitHub Actions, …), each with its kind's
+	// defaults; the /v1/federation/issuers API adds more. Default: none.
+	FederationIssuers string
+	// FederationRefresh is how often trusted issuers' keys are refetched. Default 1h.
+	FederationRefresh time.Duration
+	// FederationMinRefetch is the least time between two fetches of an issuer's keys
+	// caused by an unknown kid. Default 1m.
+	FederationMinRefetch time.Duration
 
 	// Web UI single sign-on (see README "Web UI"). The UI always accepts the bootstrap
 	// admin token; OIDC sign-in is enabled when UIOIDCClientID is set.
@@ -109,10 +130,15 @@ func Defaults() Config {
 		CredentialGrace: 24 * time.Hour,
 		MaxBodyBytes:    64 << 10,
 		ShutdownTimeout: 15 * time.Second,
-		UIOIDCScopes:    "openid profile email",
-		UIRoleClaims:    "groups,roles",
-		UISessionIdle:   30 * time.Minute,
-		UISessionMax:    12 * time.Hour,
+		Vault:           VaultConfig{Mount: "secret", Auth: "token", AppRoleMount: "approle", K8sMount: "kubernetes", K8sTokenFile: "/var/run/secrets/kubernetes.io/serviceaccount/token", Timeout: 10 * time.Second},
+		Rotation:        DefaultRotation(),
+
+		FederationRefresh:    time.Hour,
+		FederationMinRefetch: time.Minute,
+		UIOIDCScopes:         "openid profile email",
+		UIRoleClaims:         "groups,roles",
+		UISessionIdle:        30 * time.Minute,
+		UISessionMax:         12 * time.Hour,
 	}
 }
 
@@ -123,6 +149,9 @@ type option struct {
 	str   *string
 	dur   *time.Duration
 	i64   *int64
+	// alias is a second environment variable read when the LANYARD_ one is unset
+	// (VAULT_ADDR and friends, as every Vault client honours them).
+	alias string
 }
 
 func (o option) env() string {
@@ -152,7 +181,7 @@ func (o option) set(v string) error {
 }
 
 func (c *Config) options() []option {
-	return []option{
+	return append([]option{
 		{name: "addr", usage: "listen address", str: &c.Addr},
 		{name: "issuer", usage: "issuer identifier and public base URL", str: &c.Issuer},
 		{name: "data-dir", usage: "directory for the SQLite database, local secrets and master key", str: &c.DataDir},
@@ -172,6 +201,11 @@ func (c *Config) options() []option {
 		{name: "shutdown-timeout", usage: "graceful shutdown limit", dur: &c.ShutdownTimeout},
 		{name: "sigstore-trusted-root", usage: "trusted_root.json to verify Sigstore bundles in attestation evidence", str: &c.SigstoreTrustedRoot},
 		{name: "sigstore-public-key", usage: "PEM public key to verify key-based Sigstore bundles", str: &c.SigstorePublicKey},
+		{name: "tpm-ek-ca-bundle", usage: "PEM bundle of TPM manufacturer CAs; when set, AK enrolment requires an EK certificate they issued", str: &c.TPMEKCABundle},
+		{name: "tpm-allow-unenrolled-ak", usage: "true to accept TPM attestation keys that have not completed enrolment (default false)", str: &c.TPMAllowUnenrolledAK},
+		{name: "federation-issuers", usage: "comma-separated external token issuers trusted for federated credentials", str: &c.FederationIssuers},
+		{name: "federation-refresh", usage: "how often trusted issuers' signing keys are refetched", dur: &c.FederationRefresh},
+		{name: "federation-min-refetch", usage: "least time between key fetches caused by an unknown kid", dur: &c.FederationMinRefetch},
 		{name: "ui-oidc-issuer", usage: "web UI sign-in: OpenID provider issuer URL (default: from --ui-entra-tenant)", str: &c.UIOIDCIssuer},
 		{name: "ui-entra-tenant", usage: "web UI sign-in: Microsoft Entra tenant id (required tid claim)", str: &c.UIEntraTenant},
 		{name: "ui-oidc-client-id", usage: "web UI sign-in: client id at the provider (enables OIDC sign-in)", str: &c.UIOIDCClientID},
@@ -181,7 +215,7 @@ func (c *Config) options() []option {
 		{name: "ui-role-map", usage: "web UI sign-in: claim value to role map, value=role[:ns1|ns2],…", str: &c.UIRoleMap},
 		{name: "ui-session-idle", usage: "web UI session idle timeout", dur: &c.UISessionIdle},
 		{name: "ui-session-max", usage: "web UI session absolute timeout", dur: &c.UISessionMax},
-	}
+	}, c.vaultOptions()...)
 }
 
 // Flags registers one flag per option on fs, with c's current values as defaults.
@@ -189,6 +223,9 @@ func (c *Config) options() []option {
 func (c *Config) Flags(fs *pflag.FlagSet) {
 	for _, o := range c.options() {
 		usage := o.usage + " (env " + o.env() + ")"
+		if o.alias != "" {
+			usage = o.usage + " (env " + o.env() + " or " + o.alias + ")"
+		}
 		switch {
 		case o.str != nil:
 			fs.String(o.name, *o.str, usage)
@@ -212,9 +249,14 @@ func (c *Config) Load(fs *pflag.FlagSet, getenv func(string) string) error {
 		problems = append(problems, c.loadYAML(path, opts)...)
 	}
 	for _, o := range opts {
-		if v := getenv(o.env()); v != "" {
+		name := o.env()
+		v := getenv(name)
+		if v == "" && o.alias != "" {
+			name, v = o.alias, getenv(o.alias)
+		}
+		if v != "" {
 			if err := o.set(v); err != nil {
-				problems = append(problems, fmt.Sprintf("%s: %v", o.env(), err))
+				problems = append(problems, fmt.Sprintf("%s: %v", name, err))
 			}
 		}
 	}
@@ -301,7 +343,7 @@ func (c *Config) Validate() error {
 	switch c.Secrets {
 	case "local":
 	case "vault":
-		p = append(p, "LANYARD_SECRETS: the vault backend is not available in this build yet; use local")
+		p = append(p, c.Vault.validate()...)
 	default:
 		p = append(p, fmt.Sprintf("LANYARD_SECRETS: %q is not local or vault", c.Secrets))
 	}
@@ -326,6 +368,23 @@ func (c *Config) Validate() error {
 	if c.MaxBodyBytes < 1024 || c.MaxBodyBytes > 16<<20 {
 		p = append(p, fmt.Sprintf("LANYARD_MAX_BODY_BYTES: %d is outside 1024..16777216", c.MaxBodyBytes))
 	}
+	for _, iss := range strings.Split(c.FederationIssuers, ",") {
+		iss = strings.TrimSpace(iss)
+		if iss == "" {
+			continue
+		}
+		u, err := url.Parse(iss)
+		loopback := err == nil && u.Scheme == "http" && (u.Hostname() == "localhost" || net.ParseIP(u.Hostname()).IsLoopback())
+		if err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || (u.Scheme != "https" && !loopback) {
+			p = append(p, fmt.Sprintf("LANYARD_FEDERATION_ISSUERS: %q is not an https issuer URL", iss))
+		}
+	}
+	if c.FederationRefresh < time.Minute || c.FederationRefresh > 24*time.Hour {
+		p = append(p, fmt.Sprintf("LANYARD_FEDERATION_REFRESH: %s is outside 1m..24h", c.FederationRefresh))
+	}
+	if c.FederationMinRefetch < 100*time.Millisecond || c.FederationMinRefetch > time.Hour {
+		p = append(p, fmt.Sprintf("LANYARD_FEDERATION_MIN_REFETCH: %s is outside 100ms..1h", c.FederationMinRefetch))
+	}
 	if c.SigstoreTrustedRoot != "" && c.SigstorePublicKey != "" {
 		p = append(p, "LANYARD_SIGSTORE_TRUSTED_ROOT and LANYARD_SIGSTORE_PUBLIC_KEY are exclusive: choose one")
 	}
@@ -336,9 +395,18 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	if c.TPMEKCABundle != "" {
+		if _, err := os.Stat(c.TPMEKCABundle); err != nil {
+			p = append(p, fmt.Sprintf("LANYARD_TPM_EK_CA_BUNDLE: %v", err))
+		}
+	}
+	if _, err := c.AllowUnenrolledAK(); err != nil {
+		p = append(p, "LANYARD_TPM_ALLOW_UNENROLLED_AK: "+err.Error())
+	}
 	if c.ShutdownTimeout <= 0 {
 		p = append(p, "LANYARD_SHUTDOWN_TIMEOUT: must be positive")
 	}
+	p = append(p, c.Rotation.validate(c.MaxTokenTTL)...)
 	p = append(p, c.validateUI()...)
 	if len(p) > 0 {
 		return &ValidationError{Problems: p}
@@ -365,6 +433,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Bool("tls", c.TLSCert != ""),
 		slog.Duration("token_ttl", c.TokenTTL),
 		slog.Duration("max_token_ttl", c.MaxTokenTTL),
+		slog.Any("vault", c.Vault),
 	)
 }
 
@@ -407,4 +476,15 @@ func ParseLevel(s string) (slog.Level, error) {
 		return slog.LevelError, nil
 	}
 	return 0, fmt.Errorf("%q is not debug, info, warn or error", s)
+}
+
+// AllowUnenrolledAK reports whether TPMAllowUnenrolledAK is true ("" is false).
+func (c *Config) AllowUnenrolledAK() (bool, error) {
+	switch strings.ToLower(c.TPMAllowUnenrolledAK) {
+	case "", "false", "0", "no":
+		return false, nil
+	case "true", "1", "yes":
+		return true, nil
+	}
+	return false, fmt.Errorf("%q is not true or false", c.TPMAllowUnenrolledAK)
 }

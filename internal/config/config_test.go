@@ -117,7 +117,22 @@ func TestValidate(t *testing.T) {
 		{"issuer relative", func(c *Config) { c.Issuer = "/issuer" }, []string{"LANYARD_ISSUER"}},
 		{"empty data dir", func(c *Config) { c.DataDir = "" }, []string{"LANYARD_DATA_DIR"}},
 		{"empty data dir with database url", func(c *Config) { c.DataDir, c.DatabaseURL = "", "postgres://db/lanyard" }, []string{"LANYARD_DATA_DIR"}},
-		{"vault not yet available", func(c *Config) { c.Secrets = "vault" }, []string{"LANYARD_SECRETS"}},
+		{"vault without address or token", func(c *Config) { c.Secrets = "vault" }, []string{"LANYARD_VAULT_ADDR", "LANYARD_VAULT_TOKEN"}},
+		{"vault with token", func(c *Config) { c.Secrets, c.Vault.Addr, c.Vault.Token = "vault", "https://vault:8200", "t" }, nil},
+		{"vault bad auth", func(c *Config) { c.Secrets, c.Vault.Addr, c.Vault.Auth = "vault", "https://vault:8200", "ldap" }, []string{"LANYARD_VAULT_AUTH"}},
+		{"vault approle incomplete", func(c *Config) { c.Secrets, c.Vault.Addr, c.Vault.Auth = "vault", "https://vault:8200", "approle" }, []string{"LANYARD_VAULT_ROLE_ID", "LANYARD_VAULT_SECRET_ID_FILE"}},
+		{"vault kubernetes without role", func(c *Config) { c.Secrets, c.Vault.Addr, c.Vault.Auth = "vault", "https://vault:8200", "kubernetes" }, []string{"LANYARD_VAULT_K8S_ROLE"}},
+		{"vault skip verify refused", func(c *Config) {
+			c.Secrets, c.Vault.Addr, c.Vault.Token, c.Vault.SkipVerify = "vault", "https://vault:8200", "t", "true"
+		}, []string{"LANYARD_VAULT_SKIP_VERIFY"}},
+		{"vault skip verify with dev switch", func(c *Config) {
+			c.Secrets, c.Vault.Addr, c.Vault.Token, c.Vault.SkipVerify, c.Vault.InsecureDev = "vault", "https://vault:8200", "t", "true", "true"
+		}, nil},
+		{"vault client cert alone", func(c *Config) {
+			c.Secrets, c.Vault.Addr, c.Vault.Token, c.Vault.ClientCert = "vault", "https://vault:8200", "t", "/nonexistent.pem"
+		}, []string{"LANYARD_VAULT_CLIENT_CERT and", "LANYARD_VAULT_CLIENT_CERT:"}},
+		{"rotation too often", func(c *Config) { c.Rotation.SigningKeyEvery, c.Rotation.SigningKeyPublishAhead = time.Second, 0 }, []string{"LANYARD_SIGNING_KEY_ROTATION"}},
+		{"publish ahead longer than rotation", func(c *Config) { c.Rotation.SigningKeyPublishAhead = 200 * time.Hour }, []string{"LANYARD_SIGNING_KEY_PUBLISH_AHEAD"}},
 		{"log level warn", func(c *Config) { c.LogLevel = "WARN" }, nil},
 		{"log level bad", func(c *Config) { c.LogLevel = "trace" }, []string{"LANYARD_LOG_LEVEL"}},
 		{"log format json", func(c *Config) { c.LogFormat = "json" }, nil},
@@ -134,6 +149,15 @@ func TestValidate(t *testing.T) {
 		{"body 1024", func(c *Config) { c.MaxBodyBytes = 1024 }, nil},
 		{"body too large", func(c *Config) { c.MaxBodyBytes = 16<<20 + 1 }, []string{"LANYARD_MAX_BODY_BYTES"}},
 		{"shutdown negative", func(c *Config) { c.ShutdownTimeout = -time.Second }, []string{"LANYARD_SHUTDOWN_TIMEOUT"}},
+		{"tpm allow unenrolled true", func(c *Config) { c.TPMAllowUnenrolledAK = "true" }, nil},
+		{"tpm allow unenrolled bad", func(c *Config) { c.TPMAllowUnenrolledAK = "maybe" }, []string{"LANYARD_TPM_ALLOW_UNENROLLED_AK"}},
+		{"tpm ek ca bundle missing", func(c *Config) { c.TPMEKCABundle = "/nonexistent/ek-ca.pem" }, []string{"LANYARD_TPM_EK_CA_BUNDLE"}},
+		{"federation issuers", func(c *Config) {
+			c.FederationIssuers = "https://sts.windows.net/t1/, https://token.actions.githubusercontent.com,http://127.0.0.1:9/t/v2.0"
+		}, nil},
+		{"federation issuer over http", func(c *Config) { c.FederationIssuers = "http://issuer.example.com" }, []string{"LANYARD_FEDERATION_ISSUERS"}},
+		{"federation refresh too short", func(c *Config) { c.FederationRefresh = time.Second }, []string{"LANYARD_FEDERATION_REFRESH"}},
+		{"federation min refetch zero", func(c *Config) { c.FederationMinRefetch = 0 }, []string{"LANYARD_FEDERATION_MIN_REFETCH"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

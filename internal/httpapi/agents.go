@@ -52,6 +52,7 @@ type agentJSON struct {
 	MaxTokenTTL      string               `json:"max_token_ttl"`
 	AttestationTTL   string               `json:"attestation_ttl"`
 	CanIntrospect    bool                 `json:"can_introspect"`
+	EntraFederation  bool                 `json:"entra_federation"`
 	TokensNotBefore  *time.Time           `json:"tokens_not_before,omitempty"`
 	CreatedAt        time.Time            `json:"created_at"`
 	UpdatedAt        time.Time            `json:"updated_at"`
@@ -64,6 +65,16 @@ type credentialJSON struct {
 	CreatedAt time.Time  `json:"created_at"`
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 	KIDs      []string   `json:"kids,omitempty"`
+	// SecretPath and SecretVersion locate a Lanyard-generated credential in the secrets
+	// backend (the KV v2 path inside the mount, after any configured prefix).
+	SecretPath    string `json:"secret_path,omitempty"`
+	SecretVersion int    `json:"secret_version,omitempty"`
+	// Federated credentials only.
+	Issuer           string   `json:"issuer,omitempty"`
+	Subject          string   `json:"subject,omitempty"`
+	Audience         string   `json:"audience,omitempty"`
+	AllowedClientIDs []string `json:"allowed_client_ids,omitempty"`
+	RequireAppToken  bool     `json:"require_app_token,omitempty"`
 }
 
 func renderAgent(a *store.Agent, creds []store.Credential, ref *lifecycle.Reference) agentJSON {
@@ -75,6 +86,7 @@ func renderAgent(a *store.Agent, creds []store.Credential, ref *lifecycle.Refere
 		MaxTokenTTL:     (time.Duration(a.MaxTokenTTLSeconds) * time.Second).String(),
 		AttestationTTL:  (time.Duration(a.AttestationTTLSeconds) * time.Second).String(),
 		CanIntrospect:   a.CanIntrospect,
+		EntraFederation: a.EntraFederation,
 		TokensNotBefore: a.TokensNotBefore,
 		CreatedAt:       a.CreatedAt, UpdatedAt: a.UpdatedAt,
 	}
@@ -85,7 +97,9 @@ func renderAgent(a *store.Agent, creds []store.Credential, ref *lifecycle.Refere
 		}
 	}
 	for _, c := range creds {
-		cj := credentialJSON{ID: c.ID, Type: c.Type, State: c.State, CreatedAt: c.CreatedAt, ExpiresAt: c.ExpiresAt}
+		cj := credentialJSON{ID: c.ID, Type: c.Type, State: c.State, CreatedAt: c.CreatedAt, ExpiresAt: c.ExpiresAt,
+			SecretPath: c.SecretPath, SecretVersion: c.SecretVersion,
+			Issuer: c.Issuer, Subject: c.Subject, Audience: c.Audience, AllowedClientIDs: c.AllowedClientIDs, RequireAppToken: c.RequireAppToken}
 		if len(c.JWKS) > 0 {
 			var set jose.JSONWebKeySet
 			if json.Unmarshal(c.JWKS, &set) == nil {
@@ -125,7 +139,8 @@ func (h *agentsHandler) register(c echo.Context) error {
 	out := struct {
 		agentJSON
 		ClientSecret string `json:"client_secret,omitempty"`
-	}{detail(res.Agent), res.ClientSecret}
+		PrivateKey   string `json:"private_key,omitempty"`
+	}{detail(res.Agent), res.ClientSecret, res.PrivateKeyPEM}
 	return c.JSON(http.StatusCreated, out)
 }
 
@@ -249,8 +264,10 @@ func (h *agentsHandler) rotate(c echo.Context) error {
 	return c.JSON(http.StatusOK, struct {
 		Agent        agentJSON `json:"agent"`
 		ClientSecret string    `json:"client_secret,omitempty"`
+		PrivateKey   string    `json:"private_key,omitempty"`
 		GraceUntil   time.Time `json:"grace_until"`
-	}{detail(res.Agent), res.ClientSecret, res.GraceUntil})
+		RotationID   string    `json:"rotation_id,omitempty"`
+	}{detail(res.Agent), res.ClientSecret, res.PrivateKeyPEM, res.GraceUntil, res.RotationID})
 }
 
 func agentErr(id string, err error) error {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -109,6 +110,10 @@ func (h *attestHandler) challenge(c echo.Context) error {
 		return err
 	}
 	nonce, exp, err := h.svc.Challenge(r.Context(), a)
+	if errors.Is(err, attest.ErrTooManyChallenges) {
+		c.Response().Header().Set("Retry-After", "60")
+		return newProblem(http.StatusTooManyRequests, "too-many-challenges", strings.TrimPrefix(err.Error(), "attest: "))
+	}
 	if err != nil {
 		return err
 	}

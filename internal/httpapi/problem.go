@@ -53,6 +53,7 @@ func toProblem(err error) *Problem {
 		ve  *lifecycle.ValidationError
 		te  *lifecycle.TransitionError
 		ce  *lifecycle.ConflictError
+		ue  *lifecycle.UnavailableError
 		he  *echo.HTTPError
 		mbe *http.MaxBytesError
 	)
@@ -70,6 +71,10 @@ func toProblem(err error) *Problem {
 		return newProblem(http.StatusConflict, "invalid-transition", strings.TrimPrefix(te.Error(), "lifecycle: "))
 	case errors.As(err, &ce):
 		return newProblem(http.StatusConflict, "conflict", ce.Detail)
+	case errors.As(err, &ue):
+		pr := newProblem(http.StatusServiceUnavailable, "secrets-unavailable", "the secrets backend is unavailable; retry later")
+		pr.cause = err
+		return pr
 	case errors.Is(err, store.ErrNotFound):
 		return newProblem(http.StatusNotFound, "not-found", "no such resource")
 	case errors.As(err, &mbe):

@@ -22,9 +22,11 @@ import (
 	"github.com/lanyardhq/lanyard/internal/attest"
 	"github.com/lanyardhq/lanyard/internal/audit"
 	"github.com/lanyardhq/lanyard/internal/authz"
+	"github.com/lanyardhq/lanyard/internal/federation"
 	"github.com/lanyardhq/lanyard/internal/lifecycle"
 	"github.com/lanyardhq/lanyard/internal/oauth"
 	"github.com/lanyardhq/lanyard/internal/requestid"
+	"github.com/lanyardhq/lanyard/internal/rotation"
 	"github.com/lanyardhq/lanyard/internal/store"
 )
 
@@ -40,9 +42,19 @@ type Deps struct {
 	AuditLog store.AuditLog
 	// Ready checks are run by /readyz; each returns nil when its dependency is reachable.
 	Ready map[string]func(context.Context) error
+	// Degraded checks are run by /readyz too, but a failure reports the dependency as
+	// "degraded" without making the server unready: the server keeps serving from what
+	// it holds in memory (the secrets backend: tokens are signed with in-memory keys).
+	Degraded map[string]func(context.Context) error
+	// Rotation, if set, serves the rotation status and schedule endpoints.
+	Rotation *rotation.Engine
 	// Gatherer serves /metrics; Registerer receives the HTTP metrics.
 	Gatherer   prometheus.Gatherer
 	Registerer prometheus.Registerer
+	// TPMEnrolments serves TPM attestation key enrolment; nil leaves it unmounted.
+	TPMEnrolments *attest.Enrolments
+	// Federation serves /v1/federation; nil leaves it out.
+	Federation *federation.Service
 	// UI, when set, mounts the web UI (package web) under /ui.
 	UI interface{ Mount(e *echo.Echo) }
 }
@@ -80,7 +92,7 @@ func New(d Deps, o Options) http.Handler {
 
 	// Operations.
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
-	e.GET("/readyz", readyz(d.Ready, o.Logger))
+	e.GET("/readyz", readyz(d.Ready, d.Degraded, o.Logger))
 	if d.Gatherer != nil {
 		e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(d.Gatherer, promhttp.HandlerOpts{})))
 	}
@@ -94,6 +106,15 @@ func New(d Deps, o Options) http.Handler {
 	(&agentsHandler{svc: d.Lifecycle}).Mount(v1)
 	(&auditHandler{st: d.AuditLog}).Mount(v1)
 	ah.MountAdmin(v1)
+	if d.TPMEnrolments != nil {
+		(&tpmHandler{svc: d.TPMEnrolments}).Mount(v1)
+	}
+	if d.Rotation != nil {
+		(&rotationHandler{eng: d.Rotation, svc: d.Lifecycle, audit: d.Audit}).Mount(v1)
+	}
+	if d.Federation != nil {
+		(&federationHandler{fed: d.Federation, svc: d.Lifecycle, issuer: d.Issuer}).Mount(v1)
+	}
 	if d.UI != nil {
 		d.UI.Mount(e)
 	}
@@ -199,7 +220,7 @@ func actor(c echo.Context) string {
 	return "unknown"
 }
 
-func readyz(checks map[string]func(context.Context) error, log *slog.Logger) echo.HandlerFunc {
+func readyz(checks, degradable map[string]func(context.Context) error, log *slog.Logger) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 		defer cancel()
@@ -214,11 +235,25 @@ func readyz(checks map[string]func(context.Context) error, log *slog.Logger) ech
 				out[name] = "ok"
 			}
 		}
+		degraded := false
+		for name, check := range degradable {
+			if err := check(ctx); err != nil {
+				out[name] = "degraded"
+				degraded = true
+				log.WarnContext(ctx, "readiness check degraded", "check", name, "err", err)
+			} else {
+				out[name] = "ok"
+			}
+		}
 		status := http.StatusOK
 		if !ok {
 			status = http.StatusServiceUnavailable
 		}
-		return c.JSON(status, map[string]any{"ready": ok, "checks": out})
+		body := map[string]any{"ready": ok, "checks": out}
+		if degraded {
+			body["degraded"] = true
+		}
+		return c.JSON(status, body)
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 
 	"github.com/lanyardhq/lanyard/internal/audit"
 	"github.com/lanyardhq/lanyard/internal/requestid"
+	"github.com/lanyardhq/lanyard/internal/secrets"
 	"github.com/lanyardhq/lanyard/internal/store"
 )
 
@@ -48,6 +49,16 @@ type Options struct {
 	CredentialGrace time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// AKEnrolments, when set, makes registration and patching refuse a reference.tpm
+	// whose attestation key has not completed enrolment. Nil accepts any AK.
+	AKEnrolments AKEnrolments
+	// Secrets, if set, receives every credential Lanyard generates (see AgentSecretPath);
+	// without it client secrets are only shown once and generated keys are refused.
+	Secrets secrets.Backend
+	// Hook, if set, is called at named points of a credential rotation (see
+	// AdvanceCredentialRotation); an error stops the rotation there, as a crash would.
+	// Tests inject faults with it.
+	Hook func(ctx context.Context, point string) error
 }
 
 // Service implements agent registration and lifecycle.
@@ -56,6 +67,7 @@ type Service struct {
 	audit  Auditor
 	hasher *SecretHasher
 	opts   Options
+	trust  IssuerTrust // nil: no federation issuer is trusted
 
 	mu        sync.RWMutex
 	listeners []func(a *store.Agent)
@@ -110,6 +122,11 @@ type CredentialRequest struct {
 	Type string `json:"type"`
 	// JWKS is the agent's public key set (private_key_jwt only).
 	JWKS json.RawMessage `json:"jwks,omitempty"`
+	// Generate asks Lanyard to generate the private_key_jwt key pair and write it to the
+	// secrets backend (instead of registering the agent's JWKS).
+	Generate bool `json:"generate,omitempty"`
+	// The fields of a federated credential (see FederatedCredentialRequest).
+	FederatedCredentialRequest
 }
 
 // RegisterRequest is the body of POST /v1/agents.
@@ -128,13 +145,18 @@ type RegisterRequest struct {
 	MaxTokenTTL      string             `json:"max_token_ttl"`
 	AttestationTTL   string             `json:"attestation_ttl"`
 	CanIntrospect    bool               `json:"can_introspect"`
+	// EntraFederation lets the agent get RS256 tokens for api://AzureADTokenExchange.
+	EntraFederation bool `json:"entra_federation"`
 }
 
 // Registered is the result of a registration. ClientSecret is set, once, for
-// client_secret agents: Lanyard keeps only its hash.
+// client_secret agents: Lanyard keeps only its hash. PrivateKeyPEM is set, once, for
+// generated private_key_jwt keys. Both are also in the secrets backend at
+// SecretPath when the service has one.
 type Registered struct {
-	Agent        *Agent
-	ClientSecret string
+	Agent         *Agent
+	ClientSecret  string
+	PrivateKeyPEM string
 }
 
 // ClientSecretPrefix starts every agent client secret.
@@ -157,6 +179,9 @@ func (s *Service) Register(ctx context.Context, actor string, req RegisterReques
 	ttl := v.duration("max_token_ttl", req.MaxTokenTTL, s.opts.DefaultTokenTTL, time.Minute, s.opts.MaxTokenTTL)
 	attTTL := v.duration("attestation_ttl", req.AttestationTTL, s.opts.DefaultAttestationTTL, time.Minute, 24*time.Hour)
 	v.reference("reference", req.Reference)
+	if err := s.checkAKEnrolled(ctx, v, "reference", req.Reference); err != nil {
+		return nil, err
+	}
 
 	now := s.opts.Now().UTC()
 	id := newID("agt_")
@@ -165,6 +190,14 @@ func (s *Service) Register(ctx context.Context, actor string, req RegisterReques
 	switch {
 	case req.Credential == nil:
 		v.add("credential", "is required")
+	case req.Credential.Type == store.CredentialPrivateKeyJWT && req.Credential.Generate:
+		cred.Type = store.CredentialPrivateKeyJWT
+		if len(req.Credential.JWKS) > 0 && string(req.Credential.JWKS) != "null" {
+			v.add("credential.jwks", "must not be set with generate: Lanyard generates the key pair")
+		}
+		if s.opts.Secrets == nil {
+			v.add("credential.generate", "needs a secrets backend to deliver the private key")
+		}
 	case req.Credential.Type == store.CredentialPrivateKeyJWT:
 		cred.Type = store.CredentialPrivateKeyJWT
 		if len(req.Credential.JWKS) == 0 || string(req.Credential.JWKS) == "null" {
@@ -179,13 +212,36 @@ func (s *Service) Register(ctx context.Context, actor string, req RegisterReques
 		if len(req.Credential.JWKS) > 0 {
 			v.add("credential.jwks", "must not be set for client_secret")
 		}
+		if req.Credential.Generate {
+			v.add("credential.generate", "applies to private_key_jwt only (client secrets are always generated)")
+		}
+	case req.Credential.Type == store.CredentialFederated:
+		cred.Type = store.CredentialFederated
+		if len(req.Credential.JWKS) > 0 {
+			v.add("credential.jwks", "must not be set for federated")
+		}
+		v.federated("credential", &req.Credential.FederatedCredentialRequest, s.trust, cred)
 	default:
-		v.add("credential.type", "must be private_key_jwt or client_secret")
+		v.add("credential.type", "must be private_key_jwt, client_secret or federated")
+	}
+	if req.Credential != nil && req.Credential.Type != store.CredentialFederated && !req.Credential.FederatedCredentialRequest.isZero() {
+		v.add("credential", "issuer, subject, audience, allowed_client_ids and require_app_token are for federated credentials only")
 	}
 	if err := v.err(); err != nil {
 		return nil, err
 	}
-	if cred.Type == store.CredentialClientSecret {
+	var material map[string]string
+	switch {
+	case s.opts.Secrets != nil && (cred.Type == store.CredentialClientSecret || req.Credential.Generate):
+		var err error
+		if material, err = newMaterial(&store.Agent{ClientID: id}, cred.Type, cred.ID, ""); err != nil {
+			return nil, err
+		}
+		if err := s.fillCredential(material, cred); err != nil {
+			return nil, err
+		}
+		secret = material[dataSecret]
+	case cred.Type == store.CredentialClientSecret:
 		var err error
 		if secret, err = NewSecret(ClientSecretPrefix); err != nil {
 			return nil, err
@@ -204,24 +260,39 @@ func (s *Service) Register(ctx context.Context, actor string, req RegisterReques
 		AllowedScopes: nonNil(req.AllowedScopes), AllowedResources: nonNil(req.AllowedResources),
 		MaxTokenTTLSeconds: int64(ttl / time.Second), AttestationTTLSeconds: int64(attTTL / time.Second),
 		CanIntrospect: req.CanIntrospect, Generation: 1, CreatedAt: now, UpdatedAt: now,
+		EntraFederation: req.EntraFederation,
 	}
 	if !req.Reference.IsZero() {
 		a.Reference, _ = json.Marshal(req.Reference)
 	}
+	if material != nil {
+		// The secret is written first: the database never names a secret that is not there.
+		if err := s.storeNewSecret(ctx, a, cred, material); err != nil {
+			return nil, err
+		}
+	}
 	if err := s.st.CreateAgent(ctx, a, cred); err != nil {
+		if material != nil && errors.Is(err, store.ErrConflict) {
+			s.restoreAfterLostRace(ctx, a, cred.SecretPath)
+		}
 		if errors.Is(err, store.ErrConflict) {
 			return nil, &ConflictError{Detail: fmt.Sprintf("an agent named %q already exists in namespace %q", req.Name, req.Namespace), Err: err}
 		}
 		return nil, fmt.Errorf("lifecycle: register: %w", err)
 	}
-	if err := s.record(ctx, actor, a, audit.Event{Type: "agent.registered", Data: map[string]any{
+	regData := map[string]any{
 		"name": a.Name, "owner": a.Owner, "status": a.Status, "credential_type": a.CredentialType,
 		"allowed_scopes": []string(a.AllowedScopes), "allowed_resources": []string(a.AllowedResources),
-	}}); err != nil {
+	}
+	if cred.SecretPath != "" {
+		regData["secret_path"], regData["secret_version"] = cred.SecretPath, cred.SecretVersion
+	}
+	if err := s.record(ctx, actor, a, audit.Event{Type: "agent.registered", Data: regData}); err != nil {
 		return nil, err
 	}
 	s.changed(a)
-	return &Registered{Agent: &Agent{Agent: *a, Credentials: []store.Credential{*cred}, Reference: req.Reference}, ClientSecret: secret}, nil
+	return &Registered{Agent: &Agent{Agent: *a, Credentials: []store.Credential{*cred}, Reference: req.Reference},
+		ClientSecret: secret, PrivateKeyPEM: generatedKeyPEM(material)}, nil
 }
 
 // Get returns the agent with its credentials.
@@ -276,6 +347,7 @@ type PatchRequest struct {
 	TokenAlg         *string    `json:"token_alg"`
 	CanIntrospect    *bool      `json:"can_introspect"`
 	Reference        *Reference `json:"reference"`
+	EntraFederation  *bool      `json:"entra_federation"`
 }
 
 // Patch changes the agent's mutable fields. Decommissioned agents cannot change.
@@ -321,7 +393,13 @@ func (s *Service) Patch(ctx context.Context, actor, id string, req PatchRequest)
 	}
 	if req.Reference != nil {
 		v.reference("reference", req.Reference)
+		if err := s.checkAKEnrolled(ctx, v, "reference", req.Reference); err != nil {
+			return nil, err
+		}
 		changed = append(changed, "reference")
+	}
+	if req.EntraFederation != nil {
+		changed = append(changed, "entra_federation")
 	}
 	if len(changed) == 0 {
 		v.add("", "the request changes nothing")
@@ -359,6 +437,9 @@ func (s *Service) Patch(ctx context.Context, actor, id string, req PatchRequest)
 		}
 		if req.CanIntrospect != nil {
 			a.CanIntrospect = *req.CanIntrospect
+		}
+		if req.EntraFederation != nil {
+			a.EntraFederation = *req.EntraFederation
 		}
 		if req.Reference != nil {
 			if req.Reference.IsZero() {
@@ -436,6 +517,14 @@ func (s *Service) Transition(ctx context.Context, actor, id string, action Actio
 	}
 	now := s.opts.Now().UTC()
 	var from string
+	var creds []store.Credential
+	if action == Decommission {
+		// Read before the state change: these name the secrets to destroy after it.
+		var err error
+		if creds, err = s.st.ListCredentials(ctx, id); err != nil {
+			return nil, s.wrap(string(action), id, err)
+		}
+	}
 	a, err := s.st.UpdateAgent(ctx, id, func(a *store.Agent) error {
 		from = a.Status
 		allowed := false
@@ -461,6 +550,7 @@ func (s *Service) Transition(ctx context.Context, actor, id string, action Actio
 		if err := s.st.DeleteCredentials(ctx, id); err != nil {
 			return nil, fmt.Errorf("lifecycle: destroy credentials of %s: %w", id, err)
 		}
+		s.destroySecrets(ctx, actor, a, creds)
 	}
 	if err := s.record(ctx, actor, a, audit.Event{Type: "agent." + t.past, Reason: reason,
 		Data: map[string]any{"from": from, "to": t.to}}); err != nil {
@@ -485,6 +575,10 @@ type Rotated struct {
 	Agent        *Agent
 	ClientSecret string
 	GraceUntil   time.Time
+	// PrivateKeyPEM is the new generated private key (shown once); RotationID names
+	// the rotation record of a managed credential.
+	PrivateKeyPEM string
+	RotationID    string
 }
 
 // RotateCredential replaces the agent's active credential. The old one stays valid
@@ -497,9 +591,19 @@ func (s *Service) RotateCredential(ctx context.Context, actor, id string, req Ro
 	if a.Status == store.StatusRevoked || a.Status == store.StatusDecommissioned {
 		return nil, &TransitionError{Action: "rotate credentials of", From: a.Status}
 	}
+	if err := rotatable(a); err != nil {
+		return nil, err
+	}
 	v := &validator{}
 	grace := v.duration("grace", req.Grace, s.opts.CredentialGrace, 0, 30*24*time.Hour)
 	v.text("reason", req.Reason, false, 1024)
+	if _, ok := s.rotations(); ok && s.opts.Secrets != nil && v.err() == nil && len(req.JWKS) == 0 {
+		if managed, err := s.hasManagedCredential(ctx, id, a.CredentialType); err != nil {
+			return nil, err
+		} else if managed {
+			return s.rotateManaged(ctx, actor, id, req.Reason, grace)
+		}
+	}
 	now := s.opts.Now().UTC()
 	cred := &store.Credential{ID: newID("crd_"), AgentID: id, Type: a.CredentialType, State: store.CredentialActive, CreatedAt: now}
 	var secret string

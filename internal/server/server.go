@@ -28,11 +28,13 @@ import (
 	"github.com/lanyardhq/lanyard/internal/attest/sigstore"
 	"github.com/lanyardhq/lanyard/internal/audit"
 	"github.com/lanyardhq/lanyard/internal/config"
+	"github.com/lanyardhq/lanyard/internal/federation"
 	"github.com/lanyardhq/lanyard/internal/httpapi"
 	"github.com/lanyardhq/lanyard/internal/keys"
 	"github.com/lanyardhq/lanyard/internal/lifecycle"
 	"github.com/lanyardhq/lanyard/internal/oauth"
 	"github.com/lanyardhq/lanyard/internal/requestid"
+	"github.com/lanyardhq/lanyard/internal/rotation"
 	"github.com/lanyardhq/lanyard/internal/secrets"
 	"github.com/lanyardhq/lanyard/internal/secrets/local"
 	"github.com/lanyardhq/lanyard/internal/store/gormstore"
@@ -48,6 +50,10 @@ type Server struct {
 	auditErr chan error
 	ln       net.Listener
 	srv      *http.Server
+	// tasks run beside the HTTP server until Run's context ends (Vault token renewal,
+	// the rotation scheduler, the secrets backend watch).
+	tasks []func(context.Context) error
+	fed   *federation.Service
 
 	generatedAdminToken string
 }
@@ -71,7 +77,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, e
 	if err := s.st.Migrate(ctx); err != nil {
 		return nil, err
 	}
-	sb, err := openSecrets(cfg)
+	health := newSecretsHealth(log, cfg.Secrets)
+	sb, err := s.openSecrets(ctx, cfg, health)
 	if err != nil {
 		return nil, err
 	}
@@ -87,11 +94,15 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, e
 	// The audit writer outlives the HTTP server: it stops only after the last request
 	// has been answered, and flushes every queued event before returning.
 	s.audit = audit.New(s.st, log, audit.Options{})
+	health.audit.Store(s.audit)
 	auditCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.auditRun, s.auditErr = stop, make(chan error, 1)
 	go func() { s.auditErr <- s.audit.Run(auditCtx) }()
 
-	km := keys.NewManager(s.st, sb, log, keys.Options{MaxTokenTTL: cfg.MaxTokenTTL, OnEvent: s.keyEvent})
+	km := keys.NewManager(s.st, sb, log, keys.Options{
+		// Replicas learn of a rotation at their next scheduler tick: a retired key stays
+		// published for the longest token lifetime plus that delay.
+		MaxTokenTTL: cfg.MaxTokenTTL + cfg.Rotation.CheckInterval, OnEvent: s.keyEvent})
 	if err := km.Init(ctx); err != nil {
 		return nil, err
 	}
@@ -110,15 +121,38 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, e
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(httpapi.NewAgentsCollector(s.st), httpapi.NewAuditCollector(s.audit))
+	health.register(reg)
+	ready := map[string]func(context.Context) error{"database": s.st.Ping}
+	degraded := map[string]func(context.Context) error{}
+	if cfg.Secrets == "vault" {
+		// Tokens are signed with keys held in memory: a Vault outage degrades the
+		// server (no registration, no rotation) but does not make it unready.
+		degraded["secrets"] = pingSecrets(sb.Ping, health)
+		s.tasks = append(s.tasks, watchSecrets(degraded["secrets"], 15*time.Second))
+	} else {
+		ready["secrets"] = pingSecrets(sb.Ping, health)
+	}
 
+	enrol, akEnrolments, err := tpmEnrolments(cfg, s.st, s.audit, log)
+	if err != nil {
+		return nil, err
+	}
 	svc := lifecycle.New(s.st, s.audit, hasher, lifecycle.Options{
 		DefaultTokenTTL: cfg.TokenTTL, MaxTokenTTL: cfg.MaxTokenTTL, CredentialGrace: cfg.CredentialGrace,
+		AKEnrolments: akEnrolments, Secrets: sb,
 	})
 	provider := oauth.New(oauth.Deps{Store: s.st, Keys: km, Audit: s.audit, Hasher: hasher, Admin: admin}, oauth.Options{
 		Issuer: cfg.Issuer, DefaultAudience: cfg.DefaultAudience, MaxTokenTTL: cfg.MaxTokenTTL,
 		Logger: log, Registerer: reg,
 	})
 	svc.OnChange(provider.Invalidate)
+	fed, err := newFederation(ctx, cfg, s.st, s.audit, log)
+	if err != nil {
+		return nil, err
+	}
+	svc.SetIssuerTrust(fed)
+	provider.SetFederation(fed)
+	s.fed = fed
 	sigv, err := sigstoreVerifier(cfg)
 	if err != nil {
 		return nil, err
@@ -126,14 +160,22 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, e
 	att := attest.New(s.st, s.audit, svc, km, attest.Options{Issuer: cfg.Issuer, TPM: attest.TPMQuotes{}, Sigstore: sigv})
 	att.OnResult(provider.InvalidateAgent)
 
+	eng := rotation.New(s.st, svc, km, sb, s.audit, rotation.Options{
+		AgentEvery: cfg.Rotation.AgentCredentialEvery, AgentGrace: cfg.CredentialGrace,
+		KeyEvery: cfg.Rotation.SigningKeyEvery, PublishAhead: cfg.Rotation.SigningKeyPublishAhead,
+		CheckInterval: cfg.Rotation.CheckInterval, LeaseTTL: cfg.Rotation.LeaseTTL, Logger: log,
+	})
+	reg.MustRegister(eng.Collectors()...)
+	s.tasks = append(s.tasks, eng.Run)
+
 	ui, err := newUI(cfg, log, svc, att, s.audit, s.st, admin)
 	if err != nil {
 		return nil, err
 	}
 	handler := httpapi.New(httpapi.Deps{
 		Lifecycle: svc, OAuth: provider, Attest: att, Issuer: cfg.Issuer, Admin: admin, Audit: s.audit, AuditLog: s.st,
-		Ready:    map[string]func(context.Context) error{"database": s.st.Ping, "secrets": sb.Ping},
-		Gatherer: reg, Registerer: reg, UI: ui,
+		Ready: ready, Degraded: degraded, Rotation: eng,
+		Gatherer: reg, Registerer: reg, TPMEnrolments: enrol, Federation: fed, UI: ui,
 	}, httpapi.Options{MaxBodyBytes: cfg.MaxBodyBytes, Logger: log})
 
 	s.srv = &http.Server{
@@ -185,6 +227,10 @@ func (s *Server) Run(ctx context.Context) error {
 		return s.srv.Shutdown(sctx)
 	})
 	g.Go(func() error { return s.purgeRevocations(gctx) })
+	for _, task := range s.tasks {
+		g.Go(func() error { return task(gctx) })
+	}
+	g.Go(func() error { return s.fed.Run(gctx) })
 	g.Go(func() error { return s.purgeUISessions(gctx) })
 	return g.Wait()
 }
@@ -217,9 +263,10 @@ func (s *Server) keyEvent(ctx context.Context, ev keys.Event) {
 	}
 }
 
-// purgeRevocations drops revocations of tokens that have expired anyway.
+// purgeRevocations drops revocations of tokens that have expired anyway, and
+// attestation challenges that expired unused.
 func (s *Server) purgeRevocations(ctx context.Context) error {
-	t := time.NewTicker(10 * time.Minute)
+	t := time.NewTicker(time.Minute)
 	defer t.Stop()
 	for {
 		select {
@@ -230,6 +277,11 @@ func (s *Server) purgeRevocations(ctx context.Context) error {
 				s.log.Warn("purge revocations", "err", err)
 			} else if n > 0 {
 				s.log.Debug("purged expired revocations", "count", n)
+			}
+			if n, err := s.st.PurgeChallenges(ctx, now); err != nil {
+				s.log.Warn("purge attestation challenges", "err", err)
+			} else if n > 0 {
+				s.log.Debug("purged expired attestation challenges", "count", n)
 			}
 		}
 	}
@@ -264,7 +316,7 @@ func sigstoreVerifier(cfg config.Config) (attest.SigstoreVerifier, error) {
 	return nil, nil
 }
 
-func openSecrets(cfg config.Config) (secrets.Backend, error) {
+func (s *Server) openSecrets(ctx context.Context, cfg config.Config, h *secretsHealth) (secrets.Backend, error) {
 	switch cfg.Secrets {
 	case "local":
 		mk, err := local.LoadMasterKey(cfg.DataDir, cfg.MasterKey)
@@ -272,6 +324,13 @@ func openSecrets(cfg config.Config) (secrets.Backend, error) {
 			return nil, err
 		}
 		return local.New(filepath.Join(cfg.DataDir, "secrets"), mk)
+	case "vault":
+		vb, err := openVault(ctx, cfg, s.log, h)
+		if err != nil {
+			return nil, err
+		}
+		s.tasks = append(s.tasks, vb.Run)
+		return vb, nil
 	}
 	return nil, fmt.Errorf("secrets backend %q is not available", cfg.Secrets)
 }

@@ -181,7 +181,8 @@ func (s *Store) ListCredentials(ctx context.Context, agentID string) ([]store.Cr
 	return out, nil
 }
 
-// RotateCredential implements store.Credentials. next.AgentID is set to agentID when
+// RotateCredential implements store.Credentials. Federated credentials are not
+// rotated: they are added and removed one by one. next.AgentID is set to agentID when
 // empty and must equal it otherwise; next.State is set to store.CredentialActive.
 // ErrNotFound if the agent does not exist. The agent's UpdatedAt moves with its
 // Generation.
@@ -201,7 +202,7 @@ func (s *Store) RotateCredential(ctx context.Context, agentID string, next *stor
 			return err
 		}
 		err := tx.Model(&store.Credential{}).
-			Where("agent_id = ? AND state = ?", agentID, store.CredentialActive).
+			Where("agent_id = ? AND state = ? AND type <> ?", agentID, store.CredentialActive, store.CredentialFederated).
 			UpdateColumns(map[string]any{"state": store.CredentialRetiring, "expires_at": grace}).Error
 		if err != nil {
 			return err

@@ -14,6 +14,13 @@ var Models = []any{
 	&store.AttestationChallenge{},
 	&store.AttestationResult{},
 	&store.TPMCounters{},
+	&store.TPMEnrolment{},
+	&store.PendingTPMEnrolment{},
+	&store.Rotation{},
+	&store.RotationPolicy{},
+	&lease{},
+	&secretDestroy{},
+	&store.FederationIssuer{},
 	&store.UISession{},
 }
 
