@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/lanyardhq/lanyard/internal/audit"
 	"github.com/lanyardhq/lanyard/internal/authz"
 	"github.com/lanyardhq/lanyard/internal/lifecycle"
+	"github.com/lanyardhq/lanyard/internal/secrets/local"
 	"github.com/lanyardhq/lanyard/internal/store"
 	"github.com/lanyardhq/lanyard/internal/store/storetest"
 )
@@ -58,8 +60,17 @@ type fixture struct {
 func newFixture(t testing.TB, issuer string) *fixture {
 	st := storetest.OpenSQLite(t)
 	hasher, _ := lifecycle.NewSecretHasher(make([]byte, 32))
+	dir := t.TempDir()
+	mk, err := local.LoadMasterKey(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := local.New(filepath.Join(dir, "secrets"), mk)
+	if err != nil {
+		t.Fatal(err)
+	}
 	f := &fixture{aud: &recorder{}, now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-	h, err := New(Deps{Lifecycle: lifecycle.New(st, f.aud, hasher, lifecycle.Options{}), Audit: f.aud, Store: st, Admin: adminToken("the-admin-token")},
+	h, err := New(Deps{Lifecycle: lifecycle.New(st, f.aud, hasher, lifecycle.Options{Secrets: sb}), Audit: f.aud, Store: st, Admin: adminToken("the-admin-token")},
 		Options{Issuer: issuer, SessionIdle: 30 * time.Minute, SessionMax: 2 * time.Hour, Now: func() time.Time { return f.now }})
 	if err != nil {
 		t.Fatal(err)
