@@ -125,7 +125,7 @@ type uiEnv struct {
 	op *oidctest.Provider
 }
 
-func startUI(t *testing.T) *uiEnv {
+func startUI(t *testing.T, mods ...func(*config.Config)) *uiEnv {
 	t.Helper()
 	addr := freePort(t)
 	base := "http://" + addr
@@ -135,6 +135,9 @@ func startUI(t *testing.T) *uiEnv {
 		c.UIOIDCIssuer, c.UIEntraTenant = op.Issuer, op.TenantID
 		c.UIOIDCClientID, c.UIOIDCClientSecret = op.ClientID, op.ClientSecret
 		c.UIRoleMap = "lanyard-admins=admin,finance-platform=operator:finance,Lanyard.Viewer=viewer"
+		for _, m := range mods {
+			m(c)
+		}
 	})
 	return &uiEnv{env: e, op: op}
 }
@@ -394,7 +397,10 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 // the screenshots the README shows.
 func TestUIDashboardAndAgentPage(t *testing.T) {
 	ctx := newBrowser(t)
-	u := startUI(t)
+	u := startUI(t, func(c *config.Config) {
+		c.Rotation.AgentCredentialEvery = 720 * time.Hour
+		c.Rotation.CheckInterval = time.Second // the scheduler republishes compliance each check
+	})
 
 	ref := map[string]any{"model_digest": modelDigest, "prompt_digest": promptDigest, "tool_manifest_digest": toolsDigest}
 	good := map[string]string{"model_digest": modelDigest, "prompt_digest": promptDigest, "tool_manifest_digest": toolsDigest}
@@ -437,11 +443,16 @@ func TestUIDashboardAndAgentPage(t *testing.T) {
 	u.eventually(t, func() bool { return len(u.auditEvents(t, "type=token.refused")) >= 2 }, "refusals not in the audit log")
 
 	u.signIn(t, ctx, ada, "/ui/", "#dashboard")
+	u.eventually(t, func() bool {
+		run(t, ctx, "reload the dashboard", chromedp.Navigate(u.base+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#dashboard")))
+		return strings.Contains(text(t, ctx, "main"), "scheduled credentials inside their rotation policy")
+	}, "the dashboard never showed the scheduler's compliance")
 	if n := count(t, ctx, "svg.chart rect.issued"); n != 12 {
 		t.Errorf("the token plot has %d columns, want 12", n)
 	}
 	main := strings.Join(strings.Fields(text(t, ctx, "main")), " ")
-	for _, want := range []string{"9 agents registered", "attestation failed", "agt_unknown?", "tokens issued, last hour"} {
+	for _, want := range []string{"9 agents registered", "attestation failed", "agt_unknown?", "tokens issued, last hour",
+		"100% rotation compliance", "scheduled credentials inside their rotation policy"} {
 		if !strings.Contains(main, want) {
 			t.Errorf("the dashboard lacks %q", want)
 		}
@@ -452,6 +463,9 @@ func TestUIDashboardAndAgentPage(t *testing.T) {
 		chromedp.Navigate(u.base+"/ui/agents/"+star.id),
 		chromedp.WaitVisible(chromedp.CSS("#h-att")),
 	)
+	if got := text(t, ctx, "#h-creds + div, #h-creds ~ dl"); !strings.Contains(got, "every 720h0m0s") {
+		t.Errorf("the rotation schedule is not on the agent page: %q", got)
+	}
 	if n := count(t, ctx, "details.attestation"); n != 2 {
 		t.Errorf("%d attestations shown, want 2", n)
 	}
