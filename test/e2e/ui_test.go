@@ -2,6 +2,9 @@ package e2e
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
 	"net/http"
 	"net/url"
 	"os"
@@ -10,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/page"
@@ -539,6 +544,43 @@ func TestUIWithoutJavaScript(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#confirm-submit")),
 		chromedp.WaitVisible(chromedp.CSS("h1 .status-suspended")),
 	)
+	// Register with a key pair Lanyard generates: the private key shown once signs the
+	// agent's client assertions; rotating it from the UI shows the next key once.
+	run(t, ctx, "register with a generated key",
+		chromedp.Navigate(u.base+"/ui/agents/new"),
+		chromedp.WaitVisible(chromedp.CSS("#register-form")),
+		chromedp.SendKeys(chromedp.CSS("#name"), "keyed-agent"),
+		chromedp.SendKeys(chromedp.CSS("#namespace"), "finance"),
+		chromedp.SendKeys(chromedp.CSS("#owner"), "ap-platform"),
+		chromedp.SendKeys(chromedp.CSS("#scopes"), "invoices:read"),
+		chromedp.Click(chromedp.CSS(`input[name="credential"][value="generate"]`)),
+		chromedp.Click(chromedp.CSS("#register-submit")),
+		chromedp.WaitVisible(chromedp.CSS("#private-key")),
+	)
+	keyed := registered{id: text(t, ctx, "#client-id"), key: pemKey(t, get(t, ctx, "read the key", chromedp.Evaluate[string](`document.querySelector("#private-key").value`)))}
+	if r := u.tokenJWT(t, keyed, nil); r.status != http.StatusOK {
+		t.Fatalf("token with the generated key: %d %s", r.status, r.body)
+	}
+	run(t, ctx, "rotate the generated key",
+		chromedp.Click(chromedp.CSS("#open-agent")),
+		chromedp.WaitVisible(chromedp.CSS("#action-rotate")),
+		chromedp.Click(chromedp.CSS("#action-rotate")),
+		chromedp.WaitVisible(chromedp.CSS("#reason")),
+		chromedp.SendKeys(chromedp.CSS("#reason"), "quarterly rotation"),
+		chromedp.SendKeys(chromedp.CSS("#grace"), "1h"),
+		chromedp.Click(chromedp.CSS("#confirm-submit")),
+		chromedp.WaitVisible(chromedp.CSS("#private-key")),
+	)
+	next := registered{id: keyed.id, key: pemKey(t, get(t, ctx, "read the new key", chromedp.Evaluate[string](`document.querySelector("#private-key").value`)))}
+	if next.key.priv.KeyID == keyed.key.priv.KeyID {
+		t.Fatal("the rotation showed the old key")
+	}
+	for name, k := range map[string]registered{"new key": next, "old key in its grace period": keyed} {
+		if r := u.tokenJWT(t, k, nil); r.status != http.StatusOK {
+			t.Errorf("token with the %s: %d %s", name, r.status, r.body)
+		}
+	}
+
 	for _, page := range []string{"/ui/", "/ui/agents/new", "/ui/audit"} {
 		run(t, ctx, "open "+page, chromedp.Navigate(u.base+page), chromedp.WaitVisible(chromedp.CSS("main h1")))
 		noSideways(page)
@@ -549,4 +591,25 @@ func TestUIWithoutJavaScript(t *testing.T) {
 	if !strings.Contains(text(t, ctx, "main table"), "lost phone") {
 		t.Error("the suspension's reason is not in the audit log page")
 	}
+}
+
+// pemKey reads a PKCS #8 PEM private key as the agent's signing key; the kid is the
+// RFC 7638 thumbprint, as Lanyard sets it on keys it generates.
+func pemKey(t *testing.T, s string) agentKey {
+	t.Helper()
+	block, _ := pem.Decode([]byte(s))
+	if block == nil {
+		t.Fatalf("not a PEM key: %q", s)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwk := jose.JSONWebKey{Key: k, Algorithm: "ES256", Use: "sig"}
+	tp, err := jwk.Thumbprint(cryptoSHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwk.KeyID = base64.RawURLEncoding.EncodeToString(tp)
+	return agentKey{priv: jwk, pub: jwk.Public(), alg: jose.ES256}
 }
