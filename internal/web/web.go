@@ -97,6 +97,8 @@ type Handler struct {
 	sso  *sso
 	cop  *http.CrossOriginProtection
 	tpl  map[string]*template.Template
+	// failures limits failed break-glass sign-ins per client address.
+	failures failureLimiter
 }
 
 // New returns the UI handler. It fails only if the embedded templates do not parse.

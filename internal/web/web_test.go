@@ -385,3 +385,23 @@ func TestSettingsPage(t *testing.T) {
 		t.Errorf("settings for an operator: %d, want 403", resp.StatusCode)
 	}
 }
+
+func TestBreakGlassFailuresAreLimited(t *testing.T) {
+	f := newFixture(t, "http://localhost:8080")
+	page := f.do(t, "GET", "/ui/login", nil, nil, nil)
+	lc := cookie(page, loginCSRFCookie)
+	try := func(token string) int {
+		return f.do(t, "POST", "/ui/login/token", url.Values{"csrf_token": {lc.Value}, "token": {token}}, []*http.Cookie{lc}, nil).StatusCode
+	}
+	for i := range failureBurst {
+		if code := try("guess"); code != http.StatusUnauthorized {
+			t.Fatalf("failure %d: %d", i+1, code)
+		}
+	}
+	if code := try("guess"); code != http.StatusTooManyRequests {
+		t.Errorf("after %d failures: %d, want 429", failureBurst, code)
+	}
+	if code := try("the-admin-token"); code != http.StatusTooManyRequests {
+		t.Errorf("even the right token waits once the address is blocked: %d", code)
+	}
+}
