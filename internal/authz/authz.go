@@ -240,3 +240,6 @@ func ActionPermission(action string) (Permission, bool) {
 	}[action]
 	return p, ok
 }
+
+// PermissionsOf lists the permissions of role r.
+func PermissionsOf(r Role) []Permission { return slices.Clone(rolePermissions[r]) }

@@ -168,7 +168,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, e
 	reg.MustRegister(eng.Collectors()...)
 	s.tasks = append(s.tasks, eng.Run)
 
-	ui, err := newUI(cfg, log, svc, att, s.audit, s.st, admin)
+	ui, err := newUI(cfg, log, svc, att, s.audit, s.st, admin, eng)
 	if err != nil {
 		return nil, err
 	}

@@ -18,7 +18,7 @@ import (
 // newUI builds the web UI from the configuration: always with the bootstrap admin token
 // as break-glass sign-in, and with OIDC single sign-on when a client id is configured.
 func newUI(cfg config.Config, log *slog.Logger, svc *lifecycle.Service, att *attest.Service, aud *audit.Log,
-	st *gormstore.Store, admin *adminauth.Authenticator) (*web.Handler, error) {
+	st *gormstore.Store, admin *adminauth.Authenticator, rot web.RotationStatus) (*web.Handler, error) {
 	o := web.Options{Issuer: cfg.Issuer, SessionIdle: cfg.UISessionIdle, SessionMax: cfg.UISessionMax, Logger: log}
 	if cfg.UIOIDCEnabled() {
 		o.OIDC = &web.OIDCOptions{
@@ -27,7 +27,7 @@ func newUI(cfg config.Config, log *slog.Logger, svc *lifecycle.Service, att *att
 			RoleClaims: splitComma(cfg.UIRoleClaims), RoleMap: cfg.UIRoleMappings(),
 		}
 	}
-	return web.New(web.Deps{Lifecycle: svc, Attest: att, Audit: aud, Store: st, Admin: admin}, o)
+	return web.New(web.Deps{Lifecycle: svc, Attest: att, Audit: aud, Store: st, Admin: admin, Rotation: rot}, o)
 }
 
 func splitComma(s string) []string {

@@ -79,15 +79,30 @@ func (h *Handler) confirmAction(c echo.Context) error {
 
 func (h *Handler) showConfirm(c echo.Context, status int, a *lifecycle.Agent, name string, spec actionSpec, reason, grace string, errs []lifecycle.FieldError) error {
 	cv := confirmView{A: a, Action: name, Label: spec.label, Class: spec.class, Warning: spec.warning, Reason: reason,
-		Grace: grace, Errors: errs, NeedsJWKS: name == "rotate" && a.CredentialType == store.CredentialPrivateKeyJWT}
+		Grace: grace, Errors: errs, NeedsJWKS: name == "rotate" && needsJWKS(a)}
 	return h.render(c, status, "confirm", h.newView(c, spec.label+" "+a.Name, "agents", cv))
 }
 
 type rotatedView struct {
 	A          *lifecycle.Agent
 	Secret     string
-	PrivateJWK string
+	PrivateKey string // PEM
 	GraceUntil string
+}
+
+// needsJWKS reports whether rotating a's credential needs a new public key set from the
+// user: a private_key_jwt agent whose key Lanyard does not hold. A key Lanyard
+// generated (kept in the secrets backend) is rotated by Lanyard, like a client secret.
+func needsJWKS(a *lifecycle.Agent) bool {
+	if a.CredentialType != store.CredentialPrivateKeyJWT {
+		return false
+	}
+	for _, c := range a.Credentials {
+		if c.State == store.CredentialActive && c.SecretPath != "" {
+			return false
+		}
+	}
+	return true
 }
 
 // doAction runs a confirmed action. The reason is required here (the API keeps it
@@ -116,13 +131,12 @@ func (h *Handler) doAction(c echo.Context) error {
 		return c.Redirect(http.StatusSeeOther, "/ui/agents/"+a.ID)
 	}
 	req := lifecycle.RotateRequest{Grace: grace, Reason: reason}
-	var privateJWK string
-	if a.CredentialType == store.CredentialPrivateKeyJWT {
-		jwks, priv, errs := readKeyChoice(c, a.TokenAlg)
+	if needsJWKS(a) {
+		jwks, errs := readJWKS(c)
 		if errs != nil {
 			return h.showConfirm(c, http.StatusBadRequest, a, name, spec, reason, grace, errs)
 		}
-		req.JWKS, privateJWK = jwks, priv
+		req.JWKS = jwks
 	}
 	res, err := h.d.Lifecycle.RotateCredential(ctx, actor, a.ID, req)
 	if err != nil {
@@ -131,13 +145,13 @@ func (h *Handler) doAction(c echo.Context) error {
 		}
 		return err
 	}
-	if res.ClientSecret == "" && privateJWK == "" {
+	if res.ClientSecret == "" && res.PrivateKeyPEM == "" {
 		return c.Redirect(http.StatusSeeOther, "/ui/agents/"+a.ID)
 	}
 	// The new secret or private key is in this response only: Lanyard keeps a hash or
 	// the public key. no-store keeps it out of the browser's cache.
 	return h.render(c, http.StatusOK, "rotated", h.newView(c, "Credential rotated", "agents",
-		rotatedView{A: res.Agent, Secret: res.ClientSecret, PrivateJWK: privateJWK, GraceUntil: res.GraceUntil.Format("2006-01-02 15:04 UTC")}))
+		rotatedView{A: res.Agent, Secret: res.ClientSecret, PrivateKey: res.PrivateKeyPEM, GraceUntil: res.GraceUntil.Format("2006-01-02 15:04 UTC")}))
 }
 
 func mustPermission(action string) authz.Permission {

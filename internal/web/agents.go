@@ -15,6 +15,7 @@ import (
 	"github.com/lanyardhq/lanyard/internal/attest"
 	"github.com/lanyardhq/lanyard/internal/authz"
 	"github.com/lanyardhq/lanyard/internal/lifecycle"
+	"github.com/lanyardhq/lanyard/internal/rotation"
 	"github.com/lanyardhq/lanyard/internal/store"
 )
 
@@ -104,6 +105,10 @@ type agentView struct {
 	Trail        []auditRow
 	Actions      []actionLink
 	RotationDays int
+	// Rotation is the scheduler's view (nil without a rotation engine).
+	Rotation *rotation.CredentialStatus
+	// Federated are the agent's federated credentials (an external issuer's tokens).
+	Federated []store.Credential
 }
 
 type credentialRow struct {
@@ -181,6 +186,16 @@ func (h *Handler) agentPage(c echo.Context) error {
 		}
 		av.Credentials = append(av.Credentials, row)
 	}
+	for _, cr := range a.Credentials {
+		if cr.Type == store.CredentialFederated {
+			av.Federated = append(av.Federated, cr)
+		}
+	}
+	if h.d.Rotation != nil && a.CredentialType != store.CredentialFederated {
+		if av.Rotation, err = h.d.Rotation.AgentStatus(ctx, a.ID, a.Credentials); err != nil {
+			return err
+		}
+	}
 	results, err := h.d.Attest.List(ctx, a.ID, 10)
 	if err != nil {
 		return err
@@ -205,6 +220,9 @@ func (h *Handler) agentPage(c echo.Context) error {
 	p := authz.FromContext(ctx)
 	for _, act := range actionOrder {
 		spec := actions[act]
+		if act == "rotate" && a.CredentialType == store.CredentialFederated {
+			continue // nothing to rotate: the external issuer's keys are its own
+		}
 		if spec.allowedFrom(a.Status) && p.Can(spec.perm, a.Namespace) {
 			av.Actions = append(av.Actions, actionLink{Action: act, Label: spec.label, Class: spec.class})
 		}

@@ -51,7 +51,12 @@ func (h *Handler) loginToken(c echo.Context) error {
 		return errCSRF
 	}
 	ctx := c.Request().Context()
+	addr := clientAddr(c.Request())
+	if h.failures.blocked(addr) {
+		return h.showLogin(c, http.StatusTooManyRequests, "Too many failed sign-ins from your address. Wait a minute, then try again.")
+	}
 	if !h.d.Admin.CheckAdminToken(ctx, c.FormValue("token")) {
+		h.failures.failed(addr)
 		h.recordAuth(ctx, "admin.auth_failed", "anonymous", "failure", "admin token is not valid",
 			map[string]any{"method": "POST", "path": "/ui/login/token"})
 		return h.showLogin(c, http.StatusUnauthorized, "That is not the admin token.")

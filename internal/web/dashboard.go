@@ -11,6 +11,7 @@ import (
 
 	"github.com/lanyardhq/lanyard/internal/authz"
 	"github.com/lanyardhq/lanyard/internal/lifecycle"
+	"github.com/lanyardhq/lanyard/internal/rotation"
 	"github.com/lanyardhq/lanyard/internal/store"
 )
 
@@ -28,10 +29,13 @@ type dashView struct {
 	Stale                 int64
 	CompliantPct          int
 	RotationDays          int
-	IssuedHour            int64
-	RefusedHour           int64
-	Trend                 columnChart
-	Refusals              []auditRow
+	// Scheduled is the scheduler's compliance, when a rotation schedule applies to some
+	// credentials; else CompliantPct counts credentials younger than RotationDays.
+	Scheduled   *rotation.Compliance
+	IssuedHour  int64
+	RefusedHour int64
+	Trend       columnChart
+	Refusals    []auditRow
 }
 
 // trendBuckets × trendStep is the window of the token trend plot.
@@ -80,6 +84,15 @@ func (h *Handler) dashboard(c echo.Context) error {
 		dv.IssuedHour, err = st.CountAudit(gctx, "token.issued", now.Add(-time.Hour), now.Add(time.Second))
 		return
 	})
+	if h.d.Rotation != nil {
+		g.Go(func() error {
+			c, err := h.d.Rotation.Compliance(gctx)
+			if err == nil && c.AgentCredential.Total > 0 {
+				dv.Scheduled = c
+			}
+			return err
+		})
+	}
 	if err := g.Wait(); err != nil {
 		return err
 	}
@@ -94,7 +107,9 @@ func (h *Handler) dashboard(c echo.Context) error {
 	dv.Attested, dv.Stale = attested, stale
 	dv.AttestedPct = pct(attested, dv.Active)
 	dv.CompliantPct = 100
-	if dv.Active > 0 {
+	if dv.Scheduled != nil {
+		dv.CompliantPct = int(dv.Scheduled.AgentCredential.Ratio * 100)
+	} else if dv.Active > 0 {
 		dv.CompliantPct = pct(dv.Active-stale, dv.Active)
 	}
 	labels := make([]string, trendBuckets)

@@ -1,13 +1,6 @@
 package web
 
 import (
-	"bytes"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,7 +9,6 @@ import (
 	"slices"
 	"strings"
 
-	jose "github.com/go-jose/go-jose/v4"
 	"github.com/labstack/echo/v4"
 
 	"github.com/lanyardhq/lanyard/internal/authz"
@@ -29,7 +21,6 @@ type registerForm struct {
 	Name, Namespace, Owner, Purpose, Risk string
 	Pending                               bool
 	Credential                            string // generate | jwks | client_secret
-	KeyAlg                                string
 	JWKS                                  string
 	Measurements                          string
 	Scopes, Resources                     string
@@ -44,7 +35,7 @@ type registerView struct {
 }
 
 func (h *Handler) registerForm(c echo.Context) error {
-	return h.showRegister(c, http.StatusOK, registerForm{Risk: "medium", Credential: "generate", KeyAlg: "ES256",
+	return h.showRegister(c, http.StatusOK, registerForm{Risk: "medium", Credential: "generate",
 		TokenAlg: "ES256", MaxTokenTTL: "5m", AttestationTTL: "10m"}, nil)
 }
 
@@ -57,7 +48,7 @@ func (h *Handler) showRegister(c echo.Context, status int, f registerForm, errs 
 type registeredView struct {
 	A          *lifecycle.Agent
 	Secret     string
-	PrivateJWK string
+	PrivateKey string // PEM
 }
 
 // maxUpload bounds each uploaded file (the request body limit applies as well).
@@ -93,7 +84,7 @@ func (h *Handler) register(c echo.Context) error {
 		Name: strings.TrimSpace(c.FormValue("name")), Namespace: strings.TrimSpace(c.FormValue("namespace")),
 		Owner: strings.TrimSpace(c.FormValue("owner")), Purpose: strings.TrimSpace(strings.ReplaceAll(c.FormValue("purpose"), "\r\n", "\n")),
 		Risk: c.FormValue("risk_level"), Pending: c.FormValue("pending") == "on", Credential: c.FormValue("credential"),
-		KeyAlg: c.FormValue("key_alg"), Scopes: c.FormValue("scopes"), Resources: c.FormValue("resources"),
+		Scopes: c.FormValue("scopes"), Resources: c.FormValue("resources"),
 		MaxTokenTTL: strings.TrimSpace(c.FormValue("max_token_ttl")), AttestationTTL: strings.TrimSpace(c.FormValue("attestation_ttl")),
 		TokenAlg: c.FormValue("token_alg"),
 	}
@@ -121,15 +112,17 @@ func (h *Handler) register(c echo.Context) error {
 			req.Reference = &ref
 		}
 	}
-	var privateJWK string
 	switch f.Credential {
 	case "client_secret":
 		req.Credential = &lifecycle.CredentialRequest{Type: store.CredentialClientSecret}
-	case "generate", "jwks":
-		jwks, priv, kerrs := readKeyChoice(c, f.KeyAlg)
+	case "generate":
+		// Lanyard generates the key pair (lifecycle, as POST /v1/agents with
+		// "generate": true), keeps it in the secrets backend, and shows it here once.
+		req.Credential = &lifecycle.CredentialRequest{Type: store.CredentialPrivateKeyJWT, Generate: true}
+	case "jwks":
+		jwks, kerrs := readJWKS(c)
 		errs = append(errs, kerrs...)
 		req.Credential = &lifecycle.CredentialRequest{Type: store.CredentialPrivateKeyJWT, JWKS: jwks}
-		privateJWK = priv
 	default:
 		bad("credential", "choose how the agent authenticates")
 	}
@@ -150,71 +143,19 @@ func (h *Handler) register(c echo.Context) error {
 	// The secret or private key appears in this response only (no-store): Lanyard keeps
 	// a hash of the secret and only the public key.
 	return h.render(c, http.StatusCreated, "registered", h.newView(c, "Agent registered", "register",
-		registeredView{A: res.Agent, Secret: res.ClientSecret, PrivateJWK: privateJWK}))
+		registeredView{A: res.Agent, Secret: res.ClientSecret, PrivateKey: res.PrivateKeyPEM}))
 }
 
-// readKeyChoice reads the key part of a form: "generate" makes a key pair here and
-// returns its private JWK for showing once; "jwks" takes the pasted or uploaded set.
-func readKeyChoice(c echo.Context, alg string) (jwks json.RawMessage, privateJWK string, errs []lifecycle.FieldError) {
-	src := c.FormValue("credential")
-	if src == "" {
-		src = c.FormValue("key_source")
-	}
-	switch src {
-	case "generate":
-		if alg == "" {
-			alg = "ES256"
-		}
-		pub, priv, err := generateKey(alg)
-		if err != nil {
-			return nil, "", []lifecycle.FieldError{{Field: "key_alg", Detail: err.Error()}}
-		}
-		return pub, priv, nil
-	case "jwks":
-		text, err := formText(c, "jwks", "jwks_file")
-		if err != nil {
-			return nil, "", []lifecycle.FieldError{{Field: "credential.jwks", Detail: err.Error()}}
-		}
-		if text == "" {
-			return nil, "", []lifecycle.FieldError{{Field: "credential.jwks", Detail: "paste or upload the agent's public JWK set"}}
-		}
-		return json.RawMessage(text), "", nil
-	}
-	return nil, "", []lifecycle.FieldError{{Field: "key_source", Detail: "choose to generate a key pair or to provide a JWK set"}}
-}
-
-// generateKey makes an agent key pair. The kid is the RFC 7638 thumbprint, as
-// `lanyard keygen` does, and the private JWK has the form `lanyard token --key` reads.
-func generateKey(alg string) (publicSet json.RawMessage, privateJWK string, err error) {
-	var priv crypto.Signer
-	switch alg {
-	case "ES256":
-		priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	case "RS256":
-		priv, err = rsa.GenerateKey(rand.Reader, 3072)
-	default:
-		return nil, "", fmt.Errorf("must be ES256 or RS256")
-	}
+// readJWKS reads the agent's public JWK set, pasted or uploaded.
+func readJWKS(c echo.Context) (json.RawMessage, []lifecycle.FieldError) {
+	text, err := formText(c, "jwks", "jwks_file")
 	if err != nil {
-		return nil, "", err
+		return nil, []lifecycle.FieldError{{Field: "credential.jwks", Detail: err.Error()}}
 	}
-	pub := jose.JSONWebKey{Key: priv.Public(), Algorithm: alg, Use: "sig"}
-	tp, err := pub.Thumbprint(crypto.SHA256)
-	if err != nil {
-		return nil, "", err
+	if text == "" {
+		return nil, []lifecycle.FieldError{{Field: "credential.jwks", Detail: "paste or upload the agent's public JWK set"}}
 	}
-	pub.KeyID = base64.RawURLEncoding.EncodeToString(tp)
-	set, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{pub}})
-	if err != nil {
-		return nil, "", err
-	}
-	pj, err := json.Marshal(jose.JSONWebKey{Key: priv, KeyID: pub.KeyID, Algorithm: alg, Use: "sig"})
-	if err != nil {
-		return nil, "", err
-	}
-	var buf bytes.Buffer
-	_ = json.Indent(&buf, pj, "", "  ")
-	return set, buf.String(), nil
+	return json.RawMessage(text), nil
 }
 
 // splitList splits scopes or resources written one per line or separated by spaces or

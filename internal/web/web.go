@@ -29,6 +29,7 @@ import (
 	"github.com/lanyardhq/lanyard/internal/audit"
 	"github.com/lanyardhq/lanyard/internal/authz"
 	"github.com/lanyardhq/lanyard/internal/lifecycle"
+	"github.com/lanyardhq/lanyard/internal/rotation"
 	"github.com/lanyardhq/lanyard/internal/store"
 	assets "github.com/lanyardhq/lanyard/web"
 )
@@ -51,6 +52,13 @@ type Auditor interface {
 	Record(ctx context.Context, e audit.Event) error
 }
 
+// RotationStatus reports credential rotation policy and compliance (package rotation's
+// Engine); optional.
+type RotationStatus interface {
+	AgentStatus(ctx context.Context, agentID string, creds []store.Credential) (*rotation.CredentialStatus, error)
+	Compliance(ctx context.Context) (*rotation.Compliance, error)
+}
+
 // Deps are the services the UI calls.
 type Deps struct {
 	Lifecycle *lifecycle.Service
@@ -58,6 +66,9 @@ type Deps struct {
 	Audit     Auditor
 	Store     Store
 	Admin     AdminChecker
+	// Rotation, when set, gives the agent page its rotation schedule and the dashboard
+	// the scheduler's compliance figures.
+	Rotation RotationStatus
 }
 
 // Options configure the UI.
@@ -86,6 +97,8 @@ type Handler struct {
 	sso  *sso
 	cop  *http.CrossOriginProtection
 	tpl  map[string]*template.Template
+	// failures limits failed break-glass sign-ins per client address.
+	failures failureLimiter
 }
 
 // New returns the UI handler. It fails only if the embedded templates do not parse.
@@ -141,6 +154,7 @@ func (h *Handler) Mount(e *echo.Echo) {
 	g.GET("/agents/:id/:action", h.page(h.confirmAction, authz.ViewAgents))
 	g.POST("/agents/:id/:action", h.page(h.doAction, authz.ViewAgents))
 	g.GET("/audit", h.page(h.auditPage, authz.ViewAudit))
+	g.GET("/settings", h.page(h.settingsPage, authz.ManageSettings))
 	g.Any("/*", h.public(func(c echo.Context) error { return errNotFound }))
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/lanyardhq/lanyard/internal/audit"
 	"github.com/lanyardhq/lanyard/internal/authz"
 	"github.com/lanyardhq/lanyard/internal/lifecycle"
+	"github.com/lanyardhq/lanyard/internal/secrets/local"
 	"github.com/lanyardhq/lanyard/internal/store"
 	"github.com/lanyardhq/lanyard/internal/store/storetest"
 )
@@ -58,8 +60,17 @@ type fixture struct {
 func newFixture(t testing.TB, issuer string) *fixture {
 	st := storetest.OpenSQLite(t)
 	hasher, _ := lifecycle.NewSecretHasher(make([]byte, 32))
+	dir := t.TempDir()
+	mk, err := local.LoadMasterKey(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := local.New(filepath.Join(dir, "secrets"), mk)
+	if err != nil {
+		t.Fatal(err)
+	}
 	f := &fixture{aud: &recorder{}, now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-	h, err := New(Deps{Lifecycle: lifecycle.New(st, f.aud, hasher, lifecycle.Options{}), Audit: f.aud, Store: st, Admin: adminToken("the-admin-token")},
+	h, err := New(Deps{Lifecycle: lifecycle.New(st, f.aud, hasher, lifecycle.Options{Secrets: sb}), Audit: f.aud, Store: st, Admin: adminToken("the-admin-token")},
 		Options{Issuer: issuer, SessionIdle: 30 * time.Minute, SessionMax: 2 * time.Hour, Now: func() time.Time { return f.now }})
 	if err != nil {
 		t.Fatal(err)
@@ -357,5 +368,40 @@ func TestNamespaceScopedViewer(t *testing.T) {
 	}
 	if code, _ := get("/ui/agents/new"); code != 403 {
 		t.Errorf("the registration form for a viewer: %d, want 403", code)
+	}
+}
+
+func TestSettingsPage(t *testing.T) {
+	f := newFixture(t, "http://localhost:8080")
+	admin, _ := f.signIn(t)
+	resp := f.do(t, "GET", "/ui/settings", nil, []*http.Cookie{admin}, nil)
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.Contains(string(b), "Not configured: only the bootstrap admin token signs in") ||
+		!strings.Contains(string(b), "http://localhost:8080/ui/auth/callback") {
+		t.Errorf("settings for an admin: %d %s", resp.StatusCode, b)
+	}
+	op := f.signInAs(t, &authz.Principal{Name: "op", Method: "oidc", Grants: []authz.Grant{{Role: authz.Operator}}})
+	if resp := f.do(t, "GET", "/ui/settings", nil, []*http.Cookie{op}, nil); resp.StatusCode != 403 {
+		t.Errorf("settings for an operator: %d, want 403", resp.StatusCode)
+	}
+}
+
+func TestBreakGlassFailuresAreLimited(t *testing.T) {
+	f := newFixture(t, "http://localhost:8080")
+	page := f.do(t, "GET", "/ui/login", nil, nil, nil)
+	lc := cookie(page, loginCSRFCookie)
+	try := func(token string) int {
+		return f.do(t, "POST", "/ui/login/token", url.Values{"csrf_token": {lc.Value}, "token": {token}}, []*http.Cookie{lc}, nil).StatusCode
+	}
+	for i := range failureBurst {
+		if code := try("guess"); code != http.StatusUnauthorized {
+			t.Fatalf("failure %d: %d", i+1, code)
+		}
+	}
+	if code := try("guess"); code != http.StatusTooManyRequests {
+		t.Errorf("after %d failures: %d, want 429", failureBurst, code)
+	}
+	if code := try("the-admin-token"); code != http.StatusTooManyRequests {
+		t.Errorf("even the right token waits once the address is blocked: %d", code)
 	}
 }

@@ -2,6 +2,9 @@ package e2e
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
 	"net/http"
 	"net/url"
 	"os"
@@ -12,7 +15,9 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/lanyardhq/lanyard/internal/config"
 	"github.com/lanyardhq/lanyard/internal/web/oidctest"
@@ -52,7 +57,23 @@ func newBrowser(t *testing.T) context.Context {
 	if _, err := chromedp.Run(ctx, chromedp.Location()); err != nil { // starts the browser
 		t.Fatalf("start chromium: %v", err)
 	}
+	// Record every Content-Security-Policy violation of every page (the recorder is
+	// injected by the DevTools protocol, outside the page's CSP); cspViolations reads them.
+	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: `
+		document.addEventListener("securitypolicyviolation", e => {
+			const v = JSON.parse(sessionStorage.getItem("csp-violations") || "[]");
+			v.push(location.pathname + ": " + e.violatedDirective + " " + e.blockedURI);
+			sessionStorage.setItem("csp-violations", JSON.stringify(v));
+		});`}); err != nil {
+		t.Fatalf("install the CSP recorder: %v", err)
+	}
 	return ctx
+}
+
+// cspViolations returns the CSP violations recorded on the current origin so far.
+func cspViolations(t *testing.T, ctx context.Context) string {
+	t.Helper()
+	return get(t, ctx, "read CSP violations", chromedp.Evaluate[string](`sessionStorage.getItem("csp-violations") || ""`))
 }
 
 func run(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
@@ -88,7 +109,9 @@ func fail(t *testing.T, ctx context.Context, what string, err error) {
 
 func text(t *testing.T, ctx context.Context, sel string) string {
 	t.Helper()
-	return strings.TrimSpace(get(t, ctx, "read "+sel, chromedp.Text(chromedp.CSS(sel))))
+	// Read through JavaScript rather than DOM node ids, which a page update can retire.
+	run(t, ctx, "wait for "+sel, chromedp.WaitVisible(chromedp.CSS(sel)))
+	return strings.TrimSpace(get(t, ctx, "read "+sel, chromedp.Evaluate[string](`document.querySelector(`+jsString(sel)+`).innerText`)))
 }
 
 func count(t *testing.T, ctx context.Context, sel string) int {
@@ -106,7 +129,7 @@ type uiEnv struct {
 	op *oidctest.Provider
 }
 
-func startUI(t *testing.T) *uiEnv {
+func startUI(t *testing.T, mods ...func(*config.Config)) *uiEnv {
 	t.Helper()
 	addr := freePort(t)
 	base := "http://" + addr
@@ -116,6 +139,9 @@ func startUI(t *testing.T) *uiEnv {
 		c.UIOIDCIssuer, c.UIEntraTenant = op.Issuer, op.TenantID
 		c.UIOIDCClientID, c.UIOIDCClientSecret = op.ClientID, op.ClientSecret
 		c.UIRoleMap = "lanyard-admins=admin,finance-platform=operator:finance,Lanyard.Viewer=viewer"
+		for _, m := range mods {
+			m(c)
+		}
 	})
 	return &uiEnv{env: e, op: op}
 }
@@ -177,6 +203,12 @@ func TestUIInBrowser(t *testing.T) {
 		t.Errorf("signed in as %q, want %q", got, ada.Username)
 	}
 
+	run(t, ctx, "settings", chromedp.Navigate(u.base+"/ui/settings"), chromedp.WaitVisible(chromedp.CSS("#h-map")))
+	if got := text(t, ctx, "main"); !strings.Contains(got, "finance-platform") || !strings.Contains(got, u.op.Issuer) {
+		t.Error("the settings page lacks the role mapping or the provider")
+	}
+	run(t, ctx, "back to registration", chromedp.Navigate(u.base+"/ui/agents/new"), chromedp.WaitVisible(chromedp.CSS("#register-form")))
+
 	// Registration: a client-secret agent with pasted measurements.
 	measured := `{"model_digest":"` + modelDigest + `","prompt_digest":"` + promptDigest + `","tool_manifest_digest":"` + toolsDigest + `"}`
 	run(t, ctx, "fill the registration form",
@@ -194,7 +226,7 @@ func TestUIInBrowser(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#register-submit")),
 		chromedp.WaitVisible(chromedp.CSS("#secret-value")),
 	)
-	secret := get(t, ctx, "read the secret", chromedp.Value(chromedp.CSS("#secret-value")))
+	secret := get(t, ctx, "read the secret", chromedp.Evaluate[string](`document.querySelector("#secret-value").value`))
 	id := text(t, ctx, "#client-id")
 	if !strings.HasPrefix(secret, "lys_") || !strings.HasPrefix(id, "agt_") {
 		t.Fatalf("registration showed secret %q for %q", secret, id)
@@ -326,6 +358,12 @@ func TestUIInBrowser(t *testing.T) {
 		t.Error("a scoped operator must not see fleet-wide figures")
 	}
 
+	// Every page so far ran under the strict CSP without a single violation (htmx
+	// included).
+	if v := cspViolations(t, ctx); v != "" {
+		t.Errorf("Content-Security-Policy violations: %s", v)
+	}
+
 	// Refused sign-ins: no mapped role; another tenant.
 	u.signOut(t, ctx)
 	u.signIn(t, ctx, nobby, "/ui/", ".alert.error")
@@ -363,7 +401,10 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 // the screenshots the README shows.
 func TestUIDashboardAndAgentPage(t *testing.T) {
 	ctx := newBrowser(t)
-	u := startUI(t)
+	u := startUI(t, func(c *config.Config) {
+		c.Rotation.AgentCredentialEvery = 720 * time.Hour
+		c.Rotation.CheckInterval = time.Second // the scheduler republishes compliance each check
+	})
 
 	ref := map[string]any{"model_digest": modelDigest, "prompt_digest": promptDigest, "tool_manifest_digest": toolsDigest}
 	good := map[string]string{"model_digest": modelDigest, "prompt_digest": promptDigest, "tool_manifest_digest": toolsDigest}
@@ -406,11 +447,16 @@ func TestUIDashboardAndAgentPage(t *testing.T) {
 	u.eventually(t, func() bool { return len(u.auditEvents(t, "type=token.refused")) >= 2 }, "refusals not in the audit log")
 
 	u.signIn(t, ctx, ada, "/ui/", "#dashboard")
+	u.eventually(t, func() bool {
+		run(t, ctx, "reload the dashboard", chromedp.Navigate(u.base+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#dashboard")))
+		return strings.Contains(text(t, ctx, "main"), "scheduled credentials inside their rotation policy")
+	}, "the dashboard never showed the scheduler's compliance")
 	if n := count(t, ctx, "svg.chart rect.issued"); n != 12 {
 		t.Errorf("the token plot has %d columns, want 12", n)
 	}
 	main := strings.Join(strings.Fields(text(t, ctx, "main")), " ")
-	for _, want := range []string{"9 agents registered", "attestation failed", "agt_unknown?", "tokens issued, last hour"} {
+	for _, want := range []string{"9 agents registered", "attestation failed", "agt_unknown?", "tokens issued, last hour",
+		"100% rotation compliance", "scheduled credentials inside their rotation policy"} {
 		if !strings.Contains(main, want) {
 			t.Errorf("the dashboard lacks %q", want)
 		}
@@ -421,6 +467,9 @@ func TestUIDashboardAndAgentPage(t *testing.T) {
 		chromedp.Navigate(u.base+"/ui/agents/"+star.id),
 		chromedp.WaitVisible(chromedp.CSS("#h-att")),
 	)
+	if got := text(t, ctx, "#h-creds + div, #h-creds ~ dl"); !strings.Contains(got, "every 720h0m0s") {
+		t.Errorf("the rotation schedule is not on the agent page: %q", got)
+	}
 	if n := count(t, ctx, "details.attestation"); n != 2 {
 		t.Errorf("%d attestations shown, want 2", n)
 	}
@@ -435,6 +484,9 @@ func TestUIDashboardAndAgentPage(t *testing.T) {
 		t.Errorf("%d issued tokens shown, want 3", n)
 	}
 	screenshot(t, ctx, "agent.png")
+	if v := cspViolations(t, ctx); v != "" {
+		t.Errorf("Content-Security-Policy violations: %s", v)
+	}
 }
 
 // TestUIWithoutJavaScript: with scripts disabled the UI still works (break-glass
@@ -491,6 +543,43 @@ func TestUIWithoutJavaScript(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#confirm-submit")),
 		chromedp.WaitVisible(chromedp.CSS("h1 .status-suspended")),
 	)
+	// Register with a key pair Lanyard generates: the private key shown once signs the
+	// agent's client assertions; rotating it from the UI shows the next key once.
+	run(t, ctx, "register with a generated key",
+		chromedp.Navigate(u.base+"/ui/agents/new"),
+		chromedp.WaitVisible(chromedp.CSS("#register-form")),
+		chromedp.SendKeys(chromedp.CSS("#name"), "keyed-agent"),
+		chromedp.SendKeys(chromedp.CSS("#namespace"), "finance"),
+		chromedp.SendKeys(chromedp.CSS("#owner"), "ap-platform"),
+		chromedp.SendKeys(chromedp.CSS("#scopes"), "invoices:read"),
+		chromedp.Click(chromedp.CSS(`input[name="credential"][value="generate"]`)),
+		chromedp.Click(chromedp.CSS("#register-submit")),
+		chromedp.WaitVisible(chromedp.CSS("#private-key")),
+	)
+	keyed := registered{id: text(t, ctx, "#client-id"), key: pemKey(t, get(t, ctx, "read the key", chromedp.Evaluate[string](`document.querySelector("#private-key").value`)))}
+	if r := u.tokenJWT(t, keyed, nil); r.status != http.StatusOK {
+		t.Fatalf("token with the generated key: %d %s", r.status, r.body)
+	}
+	run(t, ctx, "rotate the generated key",
+		chromedp.Click(chromedp.CSS("#open-agent")),
+		chromedp.WaitVisible(chromedp.CSS("#action-rotate")),
+		chromedp.Click(chromedp.CSS("#action-rotate")),
+		chromedp.WaitVisible(chromedp.CSS("#reason")),
+		chromedp.SendKeys(chromedp.CSS("#reason"), "quarterly rotation"),
+		chromedp.SendKeys(chromedp.CSS("#grace"), "1h"),
+		chromedp.Click(chromedp.CSS("#confirm-submit")),
+		chromedp.WaitVisible(chromedp.CSS("#private-key")),
+	)
+	next := registered{id: keyed.id, key: pemKey(t, get(t, ctx, "read the new key", chromedp.Evaluate[string](`document.querySelector("#private-key").value`)))}
+	if next.key.priv.KeyID == keyed.key.priv.KeyID {
+		t.Fatal("the rotation showed the old key")
+	}
+	for name, k := range map[string]registered{"new key": next, "old key in its grace period": keyed} {
+		if r := u.tokenJWT(t, k, nil); r.status != http.StatusOK {
+			t.Errorf("token with the %s: %d %s", name, r.status, r.body)
+		}
+	}
+
 	for _, page := range []string{"/ui/", "/ui/agents/new", "/ui/audit"} {
 		run(t, ctx, "open "+page, chromedp.Navigate(u.base+page), chromedp.WaitVisible(chromedp.CSS("main h1")))
 		noSideways(page)
@@ -501,4 +590,25 @@ func TestUIWithoutJavaScript(t *testing.T) {
 	if !strings.Contains(text(t, ctx, "main table"), "lost phone") {
 		t.Error("the suspension's reason is not in the audit log page")
 	}
+}
+
+// pemKey reads a PKCS #8 PEM private key as the agent's signing key; the kid is the
+// RFC 7638 thumbprint, as Lanyard sets it on keys it generates.
+func pemKey(t *testing.T, s string) agentKey {
+	t.Helper()
+	block, _ := pem.Decode([]byte(s))
+	if block == nil {
+		t.Fatalf("not a PEM key: %q", s)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwk := jose.JSONWebKey{Key: k, Algorithm: "ES256", Use: "sig"}
+	tp, err := jwk.Thumbprint(cryptoSHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwk.KeyID = base64.RawURLEncoding.EncodeToString(tp)
+	return agentKey{priv: jwk, pub: jwk.Public(), alg: jose.ES256}
 }
