@@ -49,6 +49,7 @@ type Server struct {
 	cmd  *exec.Cmd
 	done chan struct{}
 	logs *syncBuffer
+	home string
 }
 
 // Binary returns the Vault binary to run, or ErrNoVault.
@@ -90,7 +91,6 @@ func Start() (*Server, error) {
 	s.cmd = exec.Command(bin, "server", "-dev",
 		"-dev-root-token-id="+s.RootToken,
 		fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port),
-		"-dev-no-store-token",
 	)
 	// The dev server must not pick up a developer's VAULT_* settings.
 	env := []string{}
@@ -99,7 +99,14 @@ func Start() (*Server, error) {
 			env = append(env, kv)
 		}
 	}
-	s.cmd.Env = append(env, "VAULT_DISABLE_MLOCK=true", "HOME="+os.TempDir())
+	// HOME: the dev server writes its root token to ~/.vault-token; keep it out of the
+	// developer's home.
+	home, err := os.MkdirTemp("", "vaulttest-home-")
+	if err != nil {
+		return nil, err
+	}
+	s.home = home
+	s.cmd.Env = append(env, "VAULT_DISABLE_MLOCK=true", "HOME="+home)
 	s.cmd.Stdout = s.logs
 	s.cmd.Stderr = s.logs
 	if err := s.cmd.Start(); err != nil {
@@ -161,6 +168,9 @@ func (s *Server) Stop() {
 	case <-time.After(10 * time.Second):
 		_ = s.cmd.Process.Kill()
 		<-s.done
+	}
+	if s.home != "" {
+		_ = os.RemoveAll(s.home)
 	}
 }
 
