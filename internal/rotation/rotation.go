@@ -329,7 +329,7 @@ func (e *Engine) backoff(attempts int) time.Duration {
 func classify(err error) string {
 	var ue *lifecycle.UnavailableError
 	switch {
-	case errors.As(err, &ue), errors.Is(err, errSecrets):
+	case errors.As(err, &ue), errors.Is(err, ErrSecretsBackend):
 		return "secrets backend unavailable"
 	case errors.Is(err, context.DeadlineExceeded):
 		return "timeout"
@@ -337,7 +337,8 @@ func classify(err error) string {
 	return "error"
 }
 
-var errSecrets = errors.New("secrets backend")
+// ErrSecretsBackend wraps a signing key rotation step that failed in the secrets backend.
+var ErrSecretsBackend = errors.New("rotation: secrets backend")
 
 func truncate(s string, n int) string {
 	if len(s) <= n {
@@ -507,7 +508,7 @@ func (e *Engine) advanceKey(ctx context.Context, r *store.Rotation) (*store.Rota
 		case store.StepStarted:
 			st, serr := e.km.StageKey(ctx, r.Subject)
 			if serr != nil {
-				return r, fmt.Errorf("%w: %w", errSecrets, serr)
+				return r, fmt.Errorf("%w: %w", ErrSecretsBackend, serr)
 			}
 			if err := e.hook(ctx, "signing_key.after_store"); err != nil {
 				return r, err
