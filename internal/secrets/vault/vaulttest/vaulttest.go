@@ -109,6 +109,7 @@ func Start() (*Server, error) {
 	s.cmd.Env = append(env, "VAULT_DISABLE_MLOCK=true", "HOME="+home)
 	s.cmd.Stdout = s.logs
 	s.cmd.Stderr = s.logs
+	dieWithParent(s.cmd)
 	if err := s.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("vaulttest: start %s: %w", bin, err)
 	}
