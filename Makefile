@@ -4,6 +4,7 @@
 #   make run     build, then start the server (./bin/lanyard serve; configure with LANYARD_* env)
 #   make test    go vet, then every test with the race detector (fuzz seed corpora included)
 #   make bench   token issuance load test against a fresh local server (see docs/benchmarks.md)
+#   make bench-attest  issuance with and without a current attestation, then POST /v1/attestations
 #   make certs   development TLS CA and server certificate in certs/ (see certs/README.md)
 #   make fuzz    run each fuzz target for FUZZTIME (optional; not part of CI)
 #   make vault   build the Vault server the tests use, once, into $(VAULT_BIN)
@@ -23,7 +24,7 @@ VAULT_VERSION ?= v1.19.5
 VAULT_BIN     ?= $(HOME)/.cache/lanyard/vault-$(VAULT_VERSION)
 export LANYARD_TEST_VAULT_BIN := $(VAULT_BIN)
 
-.PHONY: all build run test vet fmt bench certs fuzz vault clean
+.PHONY: all build run test vet fmt bench bench-attest certs fuzz vault clean
 
 all: build
 
@@ -38,7 +39,12 @@ vet:
 
 # go test runs every Fuzz function's seed corpus (f.Add and testdata/fuzz/) as an
 # ordinary test, so the fuzz targets' known inputs are checked on every run.
+# The TPM tests drive swtpm and tpm2-tools, the web UI's browser tests Debian's chromium:
+# the scripts install them when missing (needs root and apt-get; otherwise those tests
+# skip, or fail under LANYARD_REQUIRE_SERVICES=1).
 test: vet vault
+	sh test/tools/install-tpm-tools.sh
+	sh scripts/ensure-chromium.sh
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 
 fmt:
@@ -51,6 +57,15 @@ fmt:
 bench: build
 	$(GO) build -o bin/lanyard-bench ./test/bench
 	./bin/lanyard-bench -bin $(BIN) $(BENCH_FLAGS)
+
+# Plain issuance, issuance through the attestation gate (the agent has a current verdict),
+# then the attestation endpoint itself (challenges fetched before the clock starts).
+ATTEST_BENCH_FLAGS ?= -c 64 -d 20s -warmup 3s
+bench-attest: build
+	$(GO) build -o bin/lanyard-bench ./test/bench
+	./bin/lanyard-bench -bin $(BIN) $(ATTEST_BENCH_FLAGS)
+	./bin/lanyard-bench -bin $(BIN) -attested $(ATTEST_BENCH_FLAGS)
+	./bin/lanyard-bench -bin $(BIN) -mode attest -rate 600 -c 16 -d 20s -warmup 3s
 
 certs:
 	sh certs/gen.sh

@@ -167,6 +167,9 @@ func printAgent(w io.Writer, a *client.Agent, extra ...[2]string) error {
 		if len(c.KIDs) > 0 {
 			line += " kids " + joinClean(c.KIDs)
 		}
+		if c.Issuer != "" {
+			line += " issuer " + clean(c.Issuer) + " subject " + clean(c.Subject)
+		}
 		if i == 0 {
 			row("Credentials", line)
 		} else {
@@ -178,6 +181,7 @@ func printAgent(w io.Writer, a *client.Agent, extra ...[2]string) error {
 	row("Max token TTL", a.MaxTokenTTL.String())
 	row("Attestation TTL", a.AttestationTTL.String())
 	row("Can introspect", yesNo(a.CanIntrospect))
+	row("Entra federation", yesNo(a.EntraFederation))
 	ref := "-"
 	if r := bytes.TrimSpace(a.Reference); len(r) > 0 && !bytes.Equal(r, []byte("null")) && !bytes.Equal(r, []byte("{}")) {
 		var buf bytes.Buffer
@@ -286,6 +290,7 @@ func newAgentCmd() *cobra.Command {
 		newAgentGetCmd(),
 		newAgentUpdateCmd(),
 		newAgentRotateCmd(),
+		newAgentFederateCmd(),
 	)
 	for _, t := range []struct{ action, short string }{
 		{client.ActionActivate, "Activate a pending agent"},
@@ -307,9 +312,10 @@ func newAgentRegisterCmd() *cobra.Command {
 		secret, generateKey         bool
 		maxTokenTTL, attestationTTL time.Duration
 		scopes, resources           []string
+		fed                         client.FederatedCredentialRequest
 	)
 	cmd := &cobra.Command{
-		Use:   "register --name NAME --namespace NS (--jwks FILE | --secret | --generate-key) [flags]",
+		Use:   "register --name NAME --namespace NS (--jwks FILE | --secret | --generate-key | --federated-issuer URL ...) [flags]",
 		Short: "Register an agent",
 		Long: "Register an agent with a private_key_jwt credential (--jwks, the public set from " +
 			"`lanyard keygen`; preferred) or a client secret (--secret; the server generates it and " +
@@ -320,6 +326,8 @@ func newAgentRegisterCmd() *cobra.Command {
 				req.Credential = client.CredentialSpec{Type: client.CredentialClientSecret}
 			} else if generateKey {
 				req.Credential = client.CredentialSpec{Type: client.CredentialPrivateKeyJWT, Generate: true}
+			} else if fed.Issuer != "" {
+				req.Credential = client.CredentialSpec{Type: client.CredentialFederated, FederatedCredentialRequest: fed}
 			} else {
 				set, err := readJWKS(jwksFile)
 				if err != nil {
@@ -386,8 +394,13 @@ func newAgentRegisterCmd() *cobra.Command {
 	f.StringVar(&referenceFile, "reference", "", "JSON file with the reference measurements")
 	_ = cmd.MarkFlagRequired("name")
 	_ = cmd.MarkFlagRequired("namespace")
-	cmd.MarkFlagsMutuallyExclusive("jwks", "secret", "generate-key")
-	cmd.MarkFlagsOneRequired("jwks", "secret", "generate-key")
+	f.StringVar(&fed.Issuer, "federated-issuer", "", "register with a federated credential: exact iss of the external tokens (a trusted issuer)")
+	f.StringVar(&fed.Subject, "federated-subject", "", "federated credential: exact sub (Entra ID: the managed identity's object id)")
+	f.StringVar(&fed.Audience, "federated-audience", "", "federated credential: aud the tokens must contain, e.g. api://lanyard")
+	f.BoolVar(&req.EntraFederation, "entra-federation", false, "let Entra ID trust the agent's tokens (RS256 tokens for api://AzureADTokenExchange)")
+	cmd.MarkFlagsMutuallyExclusive("jwks", "secret", "generate-key", "federated-issuer")
+	cmd.MarkFlagsOneRequired("jwks", "secret", "generate-key", "federated-issuer")
+	cmd.MarkFlagsRequiredTogether("federated-issuer", "federated-subject", "federated-audience")
 	return cmd
 }
 

@@ -7,12 +7,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/google/go-tpm/tpm2/transport"
 	"github.com/google/go-tpm/tpm2/transport/linuxtpm"
-	"github.com/google/go-tpm/tpm2/transport/linuxudstpm"
 	"github.com/gowebpki/jcs"
 	"github.com/spf13/cobra"
 
@@ -29,7 +27,7 @@ func openTPM(path string) (transport.TPMCloser, error) {
 		return nil, fmt.Errorf("tpm: %w", err)
 	}
 	if fi.Mode()&os.ModeSocket != 0 {
-		return linuxudstpm.Open(path)
+		return tpm.OpenSocket(path)
 	}
 	return linuxtpm.Open(path)
 }
@@ -39,6 +37,7 @@ type attestOptions struct {
 	clientID, keyFile string
 	model, prompt     string
 	tools, tpmPath    string
+	akKind            string
 	pcrs              []int
 	bundles           []string
 	showPassingChecks bool
@@ -53,6 +52,7 @@ func (a *attestOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&a.tools, "tools", "", "tool manifest (MCP tools/list JSON) to measure")
 	f.StringVar(&a.tpmPath, "tpm", "", "TPM device (/dev/tpmrm0) or swtpm socket to quote with")
 	f.IntSliceVar(&a.pcrs, "pcr", []int{16}, "PCRs (sha256 bank) to quote")
+	f.StringVar(&a.akKind, "ak", "ecc", "attestation key type, as enrolled: ecc or rsa")
 	f.StringArrayVar(&a.bundles, "bundle", nil, "Sigstore bundle file to present (repeatable), e.g. model.sig")
 }
 
@@ -85,7 +85,7 @@ func (a *attestOptions) run(cmd *cobra.Command, c *client.Client) (*client.Attes
 			return nil, err
 		}
 		defer t.Close()
-		ev, err := quote(t, nonce, mj, a.pcrs)
+		ev, err := quote(t, a.akKind, nonce, mj, a.pcrs)
 		if err != nil {
 			return nil, err
 		}
@@ -113,7 +113,7 @@ func (a *attestOptions) run(cmd *cobra.Command, c *client.Client) (*client.Attes
 }
 
 // quote makes a TPM quote whose extraData binds the nonce and the measurements.
-func quote(t transport.TPM, nonce string, measurementsJSON []byte, pcrs []int) (map[string]any, error) {
+func quote(t transport.TPM, akKind, nonce string, measurementsJSON []byte, pcrs []int) (map[string]any, error) {
 	nb, err := base64.RawURLEncoding.DecodeString(nonce)
 	if err != nil {
 		return nil, fmt.Errorf("attest: server nonce: %w", err)
@@ -122,7 +122,15 @@ func quote(t transport.TPM, nonce string, measurementsJSON []byte, pcrs []int) (
 	if err != nil {
 		return nil, err
 	}
-	at, err := tpm.NewAttester(t)
+	var at *tpm.Attester
+	switch akKind {
+	case "ecc", "":
+		at, err = tpm.NewAttester(t)
+	case "rsa":
+		at, err = tpm.NewAttesterRSA(t)
+	default:
+		return nil, fmt.Errorf("attest: --ak %q is not ecc or rsa", akKind)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -202,54 +210,6 @@ func newAttestCmd() *cobra.Command {
 
 func newTPMCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "tpm", Short: "Work with the host's TPM"}
-	var (
-		path string
-		pcrs []int
-		js   bool
-	)
-	enroll := &cobra.Command{
-		Use:   "enroll --tpm DEV [--pcr 16 …]",
-		Short: "Print the attestation key and current PCR values to register as the agent's reference",
-		Long: "Create (or re-create: it is derived from the endorsement seed) the TPM attestation key and print " +
-			"its TPM2B_PUBLIC (base64) and the current sha256 PCR values, as the reference.tpm member of an " +
-			"agent registration. Proving to the server that the AK shares the TPM with the EK (credential " +
-			"activation) is not wired to a server endpoint yet.",
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if path == "" {
-				return errors.New("--tpm is required")
-			}
-			t, err := openTPM(path)
-			if err != nil {
-				return err
-			}
-			defer t.Close()
-			at, err := tpm.NewAttester(t)
-			if err != nil {
-				return err
-			}
-			defer at.Close()
-			q, err := at.Quote(make([]byte, 32), pcrs)
-			if err != nil {
-				return err
-			}
-			ref := map[string]any{"tpm": map[string]any{
-				"ak_public": base64.StdEncoding.EncodeToString(at.AKPublic()),
-				"pcrs":      map[string]any{"sha256": q.PCRs["sha256"]},
-			}}
-			b, _ := json.MarshalIndent(ref, "", "  ")
-			if js {
-				_, err = fmt.Fprintln(cmd.OutOrStdout(), string(b))
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), "Add this to the agent's reference (lanyard agent register --reference FILE):")
-			_, err = fmt.Fprintln(cmd.OutOrStdout(), strings.TrimSpace(string(b)))
-			return err
-		},
-	}
-	enroll.Flags().StringVar(&path, "tpm", "", "TPM device (/dev/tpmrm0) or swtpm socket")
-	enroll.Flags().IntSliceVar(&pcrs, "pcr", []int{16}, "PCRs (sha256 bank) to pin")
-	enroll.Flags().BoolVar(&js, "json", false, "print only the JSON")
-	cmd.AddCommand(enroll)
+	cmd.AddCommand(newTPMEnrollCmd())
 	return cmd
 }

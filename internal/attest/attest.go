@@ -111,7 +111,9 @@ type Options struct {
 	ChallengeTTL time.Duration
 	// DefaultTTL is a result's lifetime when the agent sets none. Default 10m.
 	DefaultTTL time.Duration
-	Now        func() time.Time
+	// MaxOutstanding is how many unexpired challenges one client may hold. Default 16.
+	MaxOutstanding int
+	Now            func() time.Time
 	// TPM and Sigstore verify host evidence; nil means the check fails with a clear
 	// detail when an agent's policy requires it.
 	TPM      TPMVerifier
@@ -138,6 +140,9 @@ func New(st Store, aud Auditor, lc Suspender, keys Signer, opts Options) *Servic
 	if opts.DefaultTTL == 0 {
 		opts.DefaultTTL = 10 * time.Minute
 	}
+	if opts.MaxOutstanding == 0 {
+		opts.MaxOutstanding = 16
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -155,12 +160,22 @@ func (s *Service) OnResult(fn func(agentID string)) {
 // Challenge returns a fresh nonce (base64url of 32 random bytes) bound to the client,
 // single use, valid for ChallengeTTL.
 func (s *Service) Challenge(ctx context.Context, a *store.Agent) (string, time.Time, error) {
+	// A client needs one challenge at a time; a cap keeps one client from filling the
+	// table between purges.
+	now := s.opts.Now().UTC()
+	n, err := s.st.CountChallenges(ctx, a.ClientID, now)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("attest: count challenges: %w", err)
+	}
+	if n >= int64(s.opts.MaxOutstanding) {
+		return "", time.Time{}, ErrTooManyChallenges
+	}
 	var b [32]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", time.Time{}, err
 	}
 	h := sha256.Sum256(b[:])
-	exp := s.opts.Now().UTC().Add(s.opts.ChallengeTTL).Truncate(time.Microsecond)
+	exp := now.Add(s.opts.ChallengeTTL).Truncate(time.Microsecond)
 	if err := s.st.CreateChallenge(ctx, &store.AttestationChallenge{NonceHash: h[:], ClientID: a.ClientID, ExpiresAt: exp}); err != nil {
 		return "", time.Time{}, fmt.Errorf("attest: store challenge: %w", err)
 	}
@@ -174,6 +189,10 @@ type Result struct {
 	Measurements Measurements
 	Token        string
 }
+
+// ErrTooManyChallenges means the client already holds MaxOutstanding unexpired
+// challenges (HTTP 429).
+var ErrTooManyChallenges = errors.New("attest: too many outstanding challenges for this client; use one before asking for another, or wait until they expire")
 
 // ErrMalformed wraps evidence that cannot be verified at all (HTTP 400).
 var ErrMalformed = errors.New("attest: malformed evidence")
@@ -205,7 +224,11 @@ func (s *Service) Attest(ctx context.Context, a *store.Agent, ev *Evidence) (*Re
 	var checks []Check
 
 	// The nonce: single use, this client's, not expired.
-	nonce, nonceCheck := s.consumeNonce(ctx, a, ev.Nonce, now)
+	nonce, nonceCheck, err := s.consumeNonce(ctx, a, ev.Nonce, now)
+	if err != nil {
+		// An outage is not evidence: no verdict (and no suspension on mismatch).
+		return nil, err
+	}
 	checks = append(checks, nonceCheck)
 
 	checks = append(checks,
@@ -301,12 +324,14 @@ func (s *Service) List(ctx context.Context, agentID string, limit int) ([]Result
 	return out, nil
 }
 
-func (s *Service) consumeNonce(ctx context.Context, a *store.Agent, nonce string, now time.Time) ([]byte, Check) {
+// consumeNonce checks and burns the nonce. It returns an error only when the store
+// failed, so that an outage never becomes a contraindicated verdict.
+func (s *Service) consumeNonce(ctx context.Context, a *store.Agent, nonce string, now time.Time) ([]byte, Check, error) {
 	c := Check{Name: "nonce", Outcome: Fail}
 	b, err := base64.RawURLEncoding.DecodeString(nonce)
 	if err != nil || len(b) != 32 {
 		c.Detail = "nonce is not base64url (no padding) of 32 bytes from POST /v1/attestations/challenge"
-		return nil, c
+		return nil, c, nil
 	}
 	h := sha256.Sum256(b)
 	ch, err := s.st.ConsumeChallenge(ctx, h[:])
@@ -314,16 +339,16 @@ func (s *Service) consumeNonce(ctx context.Context, a *store.Agent, nonce string
 	case errors.Is(err, store.ErrNotFound):
 		c.Detail = "nonce was never issued or was already used"
 	case err != nil:
-		c.Detail = "nonce could not be checked"
+		return nil, c, fmt.Errorf("attest: consume challenge: %w", err)
 	case subtle.ConstantTimeCompare([]byte(ch.ClientID), []byte(a.ClientID)) != 1:
 		c.Detail = "nonce was issued to another client"
 	case !now.Before(ch.ExpiresAt):
 		c.Detail = "nonce expired at " + ch.ExpiresAt.Format(time.RFC3339)
 	default:
 		c.Outcome = Pass
-		return b, c
+		return b, c, nil
 	}
-	return b, c
+	return b, c, nil
 }
 
 func digestCheck(name, want, got string) Check {
@@ -396,12 +421,21 @@ func (s *Service) checkSigstore(ref *lifecycle.Reference, ev *Evidence, m Measur
 		return []Check{{Name: "sigstore", Outcome: Fail, Detail: "the agent's policy requires Sigstore signatures and the evidence has no bundle"}}
 	}
 	proven, checks := s.opts.Sigstore.VerifyBundles(ev.SigstoreBundles, ref.Sigstore)
-	// The model must be signed; prompt and tool manifest too when a bundle covers them.
-	c := Check{Name: "sigstore.model_signed", Expected: m.ModelDigest, Outcome: Pass}
-	if m.ModelDigest == "" || !proven[m.ModelDigest] {
-		c.Outcome, c.Detail = Fail, "no valid bundle from an allowed signer covers the measured model digest"
+	// Each measurement the policy requires to be signed must be covered by a valid
+	// bundle from an allowed signer (by default the model alone).
+	measured := map[string]string{"model_digest": m.ModelDigest, "prompt_digest": m.PromptDigest, "tool_manifest_digest": m.ToolManifestDigest}
+	for _, name := range ref.Required() {
+		d := measured[name]
+		c := Check{Name: "sigstore." + strings.TrimSuffix(name, "_digest") + "_signed", Expected: d, Outcome: Pass}
+		switch {
+		case d == "":
+			c.Outcome, c.Detail = Fail, "the policy requires "+name+" to be signed and the evidence does not measure it"
+		case !proven[d]:
+			c.Outcome, c.Detail = Fail, "no valid bundle from an allowed signer covers the measured "+name
+		}
+		checks = append(checks, c)
 	}
-	return append(checks, c)
+	return checks
 }
 
 func failedChecks(checks []Check) []map[string]string {

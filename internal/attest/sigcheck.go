@@ -22,7 +22,7 @@ var _ SigstoreVerifier = SigstoreBundles{}
 func (s SigstoreBundles) VerifyBundles(bundles []json.RawMessage, ids []lifecycle.SigstoreReference) (map[string]bool, []Check) {
 	allowed := make([]sigstore.Identity, len(ids))
 	for i, id := range ids {
-		allowed[i] = sigstore.Identity{Issuer: id.Issuer, Subject: id.Subject}
+		allowed[i] = sigstore.Identity{Issuer: id.Issuer, Subject: id.Subject, IssuerRegexp: id.IssuerRegexp, SubjectRegexp: id.SubjectRegexp}
 	}
 	proven := map[string]bool{}
 	checks := make([]Check, 0, len(bundles))

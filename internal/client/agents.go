@@ -27,6 +27,7 @@ const (
 
 	CredentialPrivateKeyJWT = "private_key_jwt"
 	CredentialClientSecret  = "client_secret"
+	CredentialFederated     = "federated"
 )
 
 // Duration is a time.Duration that travels as a Go duration string ("5m", "10m0s").
@@ -72,6 +73,8 @@ type CredentialSpec struct {
 	// Generate asks the server to generate a private_key_jwt key pair and keep it in
 	// its secrets backend (Vault); the private key is returned once.
 	Generate bool `json:"generate,omitempty"`
+	// The fields of a federated credential (Type CredentialFederated).
+	FederatedCredentialRequest
 }
 
 // RegisterAgentRequest is the body of POST /v1/agents. Zero-valued optional fields are
@@ -91,6 +94,8 @@ type RegisterAgentRequest struct {
 	MaxTokenTTL      *Duration `json:"max_token_ttl,omitempty"`
 	AttestationTTL   *Duration `json:"attestation_ttl,omitempty"`
 	CanIntrospect    bool      `json:"can_introspect,omitempty"`
+	// EntraFederation lets the agent get RS256 tokens for api://AzureADTokenExchange.
+	EntraFederation bool `json:"entra_federation,omitempty"`
 	// Reference holds the reference measurements, passed through verbatim.
 	Reference json.RawMessage `json:"reference,omitempty"`
 }
@@ -103,6 +108,12 @@ type AgentCredential struct {
 	CreatedAt time.Time  `json:"created_at"`
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 	KIDs      []string   `json:"kids,omitempty"`
+	// Federated credentials only.
+	Issuer           string   `json:"issuer,omitempty"`
+	Subject          string   `json:"subject,omitempty"`
+	Audience         string   `json:"audience,omitempty"`
+	AllowedClientIDs []string `json:"allowed_client_ids,omitempty"`
+	RequireAppToken  bool     `json:"require_app_token,omitempty"`
 }
 
 // Agent is a registered agent as the API shows it.
@@ -125,6 +136,7 @@ type Agent struct {
 	MaxTokenTTL      Duration          `json:"max_token_ttl"`
 	AttestationTTL   Duration          `json:"attestation_ttl"`
 	CanIntrospect    bool              `json:"can_introspect"`
+	EntraFederation  bool              `json:"entra_federation"`
 	CreatedAt        time.Time         `json:"created_at"`
 	UpdatedAt        time.Time         `json:"updated_at"`
 

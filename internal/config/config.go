@@ -67,11 +67,53 @@ type Config struct {
 	SigstoreTrustedRoot string
 	// SigstorePublicKey is a PEM public key for key-based Sigstore bundles. Default: none.
 	SigstorePublicKey string
+	// TPMEKCABundle is a PEM bundle of TPM manufacturer CA certificates. When set, TPM
+	// attestation key enrolment requires an EK certificate issued by one of them.
+	// Default: none (EK certificates are checked against the EK only).
+	TPMEKCABundle string
+	// TPMAllowUnenrolledAK is "true" to let agents register TPM attestation keys that
+	// have not completed enrolment by credential activation. Default "false".
+	TPMAllowUnenrolledAK string
 
 	// Vault holds the options of the vault secrets backend (LANYARD_SECRETS=vault).
 	Vault VaultConfig
 	// Rotation holds the rotation schedules and the scheduler's settings.
 	Rotation RotationConfig
+	// FederationIssuers is a comma-separated list of external token issuers trusted for
+	// federated credentials (Entra ID tenants, GitHub Actions, …), each with its kind's
+	// defaults; the /v1/federation/issuers API adds more. Default: none.
+	FederationIssuers string
+	// FederationRefresh is how often trusted issuers' keys are refetched. Default 1h.
+	FederationRefresh time.Duration
+	// FederationMinRefetch is the least time between two fetches of an issuer's keys
+	// caused by an unknown kid. Default 1m.
+	FederationMinRefetch time.Duration
+
+	// Web UI single sign-on (see README "Web UI"). The UI always accepts the bootstrap
+	// admin token; OIDC sign-in is enabled when UIOIDCClientID is set.
+	//
+	// UIOIDCIssuer is the OpenID provider's issuer URL. Default: derived from
+	// UIEntraTenant as https://login.microsoftonline.com/<tenant>/v2.0.
+	UIOIDCIssuer string
+	// UIEntraTenant is the Microsoft Entra tenant id; when set, ID tokens must carry it
+	// as tid. Default: none.
+	UIEntraTenant string
+	// UIOIDCClientID and UIOIDCClientSecret are the UI's client registration at the
+	// provider (the redirect URI is <issuer>/ui/auth/callback). Default: none.
+	UIOIDCClientID     string
+	UIOIDCClientSecret string
+	// UIOIDCScopes are the scopes requested at sign-in. Default "openid profile email".
+	UIOIDCScopes string
+	// UIRoleClaims are the ID-token claims whose values are mapped to roles. Default
+	// "groups,roles" (Entra security groups and app roles).
+	UIRoleClaims string
+	// UIRoleMap maps claim values to roles: "value=role[:ns1|ns2],…". Default: none,
+	// so single sign-on users get no role until it is set.
+	UIRoleMap string
+	// UISessionIdle ends a UI session after this long without a request. Default 30m.
+	UISessionIdle time.Duration
+	// UISessionMax ends a UI session this long after sign-in, active or not. Default 12h.
+	UISessionMax time.Duration
 }
 
 // Defaults returns the built-in configuration.
@@ -90,6 +132,13 @@ func Defaults() Config {
 		ShutdownTimeout: 15 * time.Second,
 		Vault:           VaultConfig{Mount: "secret", Auth: "token", AppRoleMount: "approle", K8sMount: "kubernetes", K8sTokenFile: "/var/run/secrets/kubernetes.io/serviceaccount/token", Timeout: 10 * time.Second},
 		Rotation:        DefaultRotation(),
+
+		FederationRefresh:    time.Hour,
+		FederationMinRefetch: time.Minute,
+		UIOIDCScopes:         "openid profile email",
+		UIRoleClaims:         "groups,roles",
+		UISessionIdle:        30 * time.Minute,
+		UISessionMax:         12 * time.Hour,
 	}
 }
 
@@ -152,6 +201,20 @@ func (c *Config) options() []option {
 		{name: "shutdown-timeout", usage: "graceful shutdown limit", dur: &c.ShutdownTimeout},
 		{name: "sigstore-trusted-root", usage: "trusted_root.json to verify Sigstore bundles in attestation evidence", str: &c.SigstoreTrustedRoot},
 		{name: "sigstore-public-key", usage: "PEM public key to verify key-based Sigstore bundles", str: &c.SigstorePublicKey},
+		{name: "tpm-ek-ca-bundle", usage: "PEM bundle of TPM manufacturer CAs; when set, AK enrolment requires an EK certificate they issued", str: &c.TPMEKCABundle},
+		{name: "tpm-allow-unenrolled-ak", usage: "true to accept TPM attestation keys that have not completed enrolment (default false)", str: &c.TPMAllowUnenrolledAK},
+		{name: "federation-issuers", usage: "comma-separated external token issuers trusted for federated credentials", str: &c.FederationIssuers},
+		{name: "federation-refresh", usage: "how often trusted issuers' signing keys are refetched", dur: &c.FederationRefresh},
+		{name: "federation-min-refetch", usage: "least time between key fetches caused by an unknown kid", dur: &c.FederationMinRefetch},
+		{name: "ui-oidc-issuer", usage: "web UI sign-in: OpenID provider issuer URL (default: from --ui-entra-tenant)", str: &c.UIOIDCIssuer},
+		{name: "ui-entra-tenant", usage: "web UI sign-in: Microsoft Entra tenant id (required tid claim)", str: &c.UIEntraTenant},
+		{name: "ui-oidc-client-id", usage: "web UI sign-in: client id at the provider (enables OIDC sign-in)", str: &c.UIOIDCClientID},
+		{name: "ui-oidc-client-secret", usage: "web UI sign-in: client secret at the provider", str: &c.UIOIDCClientSecret},
+		{name: "ui-oidc-scopes", usage: "web UI sign-in: space-separated scopes", str: &c.UIOIDCScopes},
+		{name: "ui-role-claims", usage: "web UI sign-in: comma-separated ID-token claims mapped to roles", str: &c.UIRoleClaims},
+		{name: "ui-role-map", usage: "web UI sign-in: claim value to role map, value=role[:ns1|ns2],…", str: &c.UIRoleMap},
+		{name: "ui-session-idle", usage: "web UI session idle timeout", dur: &c.UISessionIdle},
+		{name: "ui-session-max", usage: "web UI session absolute timeout", dur: &c.UISessionMax},
 	}, c.vaultOptions()...)
 }
 
@@ -305,6 +368,23 @@ func (c *Config) Validate() error {
 	if c.MaxBodyBytes < 1024 || c.MaxBodyBytes > 16<<20 {
 		p = append(p, fmt.Sprintf("LANYARD_MAX_BODY_BYTES: %d is outside 1024..16777216", c.MaxBodyBytes))
 	}
+	for _, iss := range strings.Split(c.FederationIssuers, ",") {
+		iss = strings.TrimSpace(iss)
+		if iss == "" {
+			continue
+		}
+		u, err := url.Parse(iss)
+		loopback := err == nil && u.Scheme == "http" && (u.Hostname() == "localhost" || net.ParseIP(u.Hostname()).IsLoopback())
+		if err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || (u.Scheme != "https" && !loopback) {
+			p = append(p, fmt.Sprintf("LANYARD_FEDERATION_ISSUERS: %q is not an https issuer URL", iss))
+		}
+	}
+	if c.FederationRefresh < time.Minute || c.FederationRefresh > 24*time.Hour {
+		p = append(p, fmt.Sprintf("LANYARD_FEDERATION_REFRESH: %s is outside 1m..24h", c.FederationRefresh))
+	}
+	if c.FederationMinRefetch < 100*time.Millisecond || c.FederationMinRefetch > time.Hour {
+		p = append(p, fmt.Sprintf("LANYARD_FEDERATION_MIN_REFETCH: %s is outside 100ms..1h", c.FederationMinRefetch))
+	}
 	if c.SigstoreTrustedRoot != "" && c.SigstorePublicKey != "" {
 		p = append(p, "LANYARD_SIGSTORE_TRUSTED_ROOT and LANYARD_SIGSTORE_PUBLIC_KEY are exclusive: choose one")
 	}
@@ -315,10 +395,19 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	if c.TPMEKCABundle != "" {
+		if _, err := os.Stat(c.TPMEKCABundle); err != nil {
+			p = append(p, fmt.Sprintf("LANYARD_TPM_EK_CA_BUNDLE: %v", err))
+		}
+	}
+	if _, err := c.AllowUnenrolledAK(); err != nil {
+		p = append(p, "LANYARD_TPM_ALLOW_UNENROLLED_AK: "+err.Error())
+	}
 	if c.ShutdownTimeout <= 0 {
 		p = append(p, "LANYARD_SHUTDOWN_TIMEOUT: must be positive")
 	}
 	p = append(p, c.Rotation.validate(c.MaxTokenTTL)...)
+	p = append(p, c.validateUI()...)
 	if len(p) > 0 {
 		return &ValidationError{Problems: p}
 	}
@@ -387,4 +476,15 @@ func ParseLevel(s string) (slog.Level, error) {
 		return slog.LevelError, nil
 	}
 	return 0, fmt.Errorf("%q is not debug, info, warn or error", s)
+}
+
+// AllowUnenrolledAK reports whether TPMAllowUnenrolledAK is true ("" is false).
+func (c *Config) AllowUnenrolledAK() (bool, error) {
+	switch strings.ToLower(c.TPMAllowUnenrolledAK) {
+	case "", "false", "0", "no":
+		return false, nil
+	case "true", "1", "yes":
+		return true, nil
+	}
+	return false, fmt.Errorf("%q is not true or false", c.TPMAllowUnenrolledAK)
 }

@@ -149,6 +149,15 @@ func TestValidate(t *testing.T) {
 		{"body 1024", func(c *Config) { c.MaxBodyBytes = 1024 }, nil},
 		{"body too large", func(c *Config) { c.MaxBodyBytes = 16<<20 + 1 }, []string{"LANYARD_MAX_BODY_BYTES"}},
 		{"shutdown negative", func(c *Config) { c.ShutdownTimeout = -time.Second }, []string{"LANYARD_SHUTDOWN_TIMEOUT"}},
+		{"tpm allow unenrolled true", func(c *Config) { c.TPMAllowUnenrolledAK = "true" }, nil},
+		{"tpm allow unenrolled bad", func(c *Config) { c.TPMAllowUnenrolledAK = "maybe" }, []string{"LANYARD_TPM_ALLOW_UNENROLLED_AK"}},
+		{"tpm ek ca bundle missing", func(c *Config) { c.TPMEKCABundle = "/nonexistent/ek-ca.pem" }, []string{"LANYARD_TPM_EK_CA_BUNDLE"}},
+		{"federation issuers", func(c *Config) {
+			c.FederationIssuers = "https://sts.windows.net/t1/, https://token.actions.githubusercontent.com,http://127.0.0.1:9/t/v2.0"
+		}, nil},
+		{"federation issuer over http", func(c *Config) { c.FederationIssuers = "http://issuer.example.com" }, []string{"LANYARD_FEDERATION_ISSUERS"}},
+		{"federation refresh too short", func(c *Config) { c.FederationRefresh = time.Second }, []string{"LANYARD_FEDERATION_REFRESH"}},
+		{"federation min refetch zero", func(c *Config) { c.FederationMinRefetch = 0 }, []string{"LANYARD_FEDERATION_MIN_REFETCH"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

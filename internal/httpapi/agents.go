@@ -13,6 +13,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/labstack/echo/v4"
 
+	"github.com/lanyardhq/lanyard/internal/authz"
 	"github.com/lanyardhq/lanyard/internal/lifecycle"
 	"github.com/lanyardhq/lanyard/internal/store"
 )
@@ -51,6 +52,7 @@ type agentJSON struct {
 	MaxTokenTTL      string               `json:"max_token_ttl"`
 	AttestationTTL   string               `json:"attestation_ttl"`
 	CanIntrospect    bool                 `json:"can_introspect"`
+	EntraFederation  bool                 `json:"entra_federation"`
 	TokensNotBefore  *time.Time           `json:"tokens_not_before,omitempty"`
 	CreatedAt        time.Time            `json:"created_at"`
 	UpdatedAt        time.Time            `json:"updated_at"`
@@ -67,6 +69,12 @@ type credentialJSON struct {
 	// backend (the KV v2 path inside the mount, after any configured prefix).
 	SecretPath    string `json:"secret_path,omitempty"`
 	SecretVersion int    `json:"secret_version,omitempty"`
+	// Federated credentials only.
+	Issuer           string   `json:"issuer,omitempty"`
+	Subject          string   `json:"subject,omitempty"`
+	Audience         string   `json:"audience,omitempty"`
+	AllowedClientIDs []string `json:"allowed_client_ids,omitempty"`
+	RequireAppToken  bool     `json:"require_app_token,omitempty"`
 }
 
 func renderAgent(a *store.Agent, creds []store.Credential, ref *lifecycle.Reference) agentJSON {
@@ -78,6 +86,7 @@ func renderAgent(a *store.Agent, creds []store.Credential, ref *lifecycle.Refere
 		MaxTokenTTL:     (time.Duration(a.MaxTokenTTLSeconds) * time.Second).String(),
 		AttestationTTL:  (time.Duration(a.AttestationTTLSeconds) * time.Second).String(),
 		CanIntrospect:   a.CanIntrospect,
+		EntraFederation: a.EntraFederation,
 		TokensNotBefore: a.TokensNotBefore,
 		CreatedAt:       a.CreatedAt, UpdatedAt: a.UpdatedAt,
 	}
@@ -89,7 +98,8 @@ func renderAgent(a *store.Agent, creds []store.Credential, ref *lifecycle.Refere
 	}
 	for _, c := range creds {
 		cj := credentialJSON{ID: c.ID, Type: c.Type, State: c.State, CreatedAt: c.CreatedAt, ExpiresAt: c.ExpiresAt,
-			SecretPath: c.SecretPath, SecretVersion: c.SecretVersion}
+			SecretPath: c.SecretPath, SecretVersion: c.SecretVersion,
+			Issuer: c.Issuer, Subject: c.Subject, Audience: c.Audience, AllowedClientIDs: c.AllowedClientIDs, RequireAppToken: c.RequireAppToken}
 		if len(c.JWKS) > 0 {
 			var set jose.JSONWebKeySet
 			if json.Unmarshal(c.JWKS, &set) == nil {
@@ -117,6 +127,9 @@ func (h *agentsHandler) register(c echo.Context) error {
 	if err := decodeStrict(c, &req); err != nil {
 		return err
 	}
+	if err := allow(c, authz.RegisterAgents, req.Namespace); err != nil {
+		return err
+	}
 	res, err := h.svc.Register(c.Request().Context(), actor(c), req)
 	if err != nil {
 		return err
@@ -132,10 +145,9 @@ func (h *agentsHandler) register(c echo.Context) error {
 }
 
 func (h *agentsHandler) get(c echo.Context) error {
-	id := c.Param("id")
-	a, err := h.svc.Get(c.Request().Context(), id)
+	a, err := h.allowAgent(c, c.Param("id"), authz.ViewAgents)
 	if err != nil {
-		return agentErr(id, err)
+		return err
 	}
 	return c.JSON(http.StatusOK, detail(a))
 }
@@ -169,6 +181,12 @@ func (h *agentsHandler) list(c echo.Context) error {
 	if len(fields) > 0 {
 		return &lifecycle.ValidationError{Fields: fields}
 	}
+	if all, scope := authz.FromContext(c.Request().Context()).Scope(authz.ViewAgents); !all {
+		if f.Namespace != "" && !slices.Contains(scope, f.Namespace) {
+			return allow(c, authz.ViewAgents, f.Namespace)
+		}
+		f.Namespaces = scope
+	}
 	list, next, err := h.svc.List(c.Request().Context(), f)
 	if err != nil {
 		return err
@@ -189,6 +207,9 @@ func (h *agentsHandler) patch(c echo.Context) error {
 		return err
 	}
 	id := c.Param("id")
+	if _, err := h.allowAgent(c, id, authz.UpdateAgents); err != nil {
+		return err
+	}
 	a, err := h.svc.Patch(c.Request().Context(), actor(c), id, req)
 	if err != nil {
 		return agentErr(id, err)
@@ -213,6 +234,10 @@ func (h *agentsHandler) transition(c echo.Context) error {
 			return err
 		}
 	}
+	perm, _ := authz.ActionPermission(string(action))
+	if _, err := h.allowAgent(c, id, perm); err != nil {
+		return err
+	}
 	a, err := h.svc.Transition(c.Request().Context(), actor(c), id, action, body.Reason)
 	if err != nil {
 		return agentErr(id, err)
@@ -227,6 +252,9 @@ func (h *agentsHandler) rotate(c echo.Context) error {
 		if err := decodeStrict(c, &req); err != nil {
 			return err
 		}
+	}
+	if _, err := h.allowAgent(c, id, authz.RotateCredentials); err != nil {
+		return err
 	}
 	res, err := h.svc.RotateCredential(c.Request().Context(), actor(c), id, req)
 	if err != nil {

@@ -9,11 +9,13 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/lanyardhq/lanyard/internal/attest"
+	"github.com/lanyardhq/lanyard/internal/authz"
 	"github.com/lanyardhq/lanyard/internal/oauth"
 	"github.com/lanyardhq/lanyard/internal/protocol"
 	"github.com/lanyardhq/lanyard/internal/store"
@@ -108,6 +110,10 @@ func (h *attestHandler) challenge(c echo.Context) error {
 		return err
 	}
 	nonce, exp, err := h.svc.Challenge(r.Context(), a)
+	if errors.Is(err, attest.ErrTooManyChallenges) {
+		c.Response().Header().Set("Retry-After", "60")
+		return newProblem(http.StatusTooManyRequests, "too-many-challenges", strings.TrimPrefix(err.Error(), "attest: "))
+	}
 	if err != nil {
 		return err
 	}
@@ -161,6 +167,11 @@ func (h *attestHandler) attest(c echo.Context) error {
 }
 
 func (h *attestHandler) list(c echo.Context) error {
+	// The handler does not load the agent, so it asks for viewing rights everywhere
+	// (a namespace-scoped caller sees attestations on the agent's UI page instead).
+	if err := allow(c, authz.ViewAgents, ""); err != nil {
+		return err
+	}
 	limit := 20
 	if s := c.QueryParam("limit"); s != "" {
 		n, err := strconv.Atoi(s)

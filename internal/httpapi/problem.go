@@ -57,6 +57,9 @@ func toProblem(err error) *Problem {
 		he  *echo.HTTPError
 		mbe *http.MaxBytesError
 	)
+	if ap := authzProblem(err); ap != nil {
+		return ap
+	}
 	switch {
 	case errors.As(err, &p):
 		return p

@@ -13,6 +13,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/lanyardhq/lanyard/internal/authz"
 	"github.com/lanyardhq/lanyard/internal/lifecycle"
 	"github.com/lanyardhq/lanyard/internal/store"
 )
@@ -177,5 +178,15 @@ func TestDecodeJSON(t *testing.T) {
 				t.Errorf("errors %v, want exactly field %s", p.Errors, tt.field)
 			}
 		})
+	}
+}
+
+func TestAuthzProblems(t *testing.T) {
+	p := toProblem(&authz.DeniedError{Principal: "vic", Permission: authz.SuspendAgents, Namespace: "finance"})
+	if p.Status != 403 || p.Detail != `vic may not suspend and resume agents in namespace "finance"` {
+		t.Errorf("denied: %+v", p)
+	}
+	if p := toProblem(authz.UnauthenticatedError{}); p.Status != 401 {
+		t.Errorf("unauthenticated: %+v", p)
 	}
 }

@@ -62,6 +62,12 @@ func (s *Service) hook(ctx context.Context, point string) error {
 // its grace period is superseded: its old credential keeps its own grace end. grace < 0
 // takes the service default.
 func (s *Service) StartCredentialRotation(ctx context.Context, actor, id, cause string, grace time.Duration) (*store.Rotation, error) {
+	return s.startCredentialRotation(ctx, actor, id, cause, "", grace)
+}
+
+// startCredentialRotation is StartCredentialRotation with the reason the audit event
+// records (an operator's, for a manual rotation).
+func (s *Service) startCredentialRotation(ctx context.Context, actor, id, cause, reason string, grace time.Duration) (*store.Rotation, error) {
 	rs, ok := s.rotations()
 	if !ok || s.opts.Secrets == nil {
 		return nil, ErrNoRotationStore
@@ -122,7 +128,7 @@ func (s *Service) StartCredentialRotation(ctx context.Context, actor, id, cause 
 	if err != nil {
 		return nil, fmt.Errorf("lifecycle: start rotation of %s: %w", id, err)
 	}
-	if err := s.record(ctx, actor, a, audit.Event{Type: "credential.rotation_started", Data: map[string]any{
+	if err := s.record(ctx, actor, a, audit.Event{Type: "credential.rotation_started", Reason: reason, Data: map[string]any{
 		"rotation_id": r.ID, "cause": cause, "new_credential_id": r.NewRef, "old_credential_id": r.OldRef,
 	}}); err != nil {
 		return nil, err
@@ -313,8 +319,8 @@ func (s *Service) activateStaged(ctx context.Context, a *store.Agent, r *store.R
 
 // rotateManaged is RotateCredential for an agent whose credential Lanyard holds: it
 // runs the rotation state machine up to activation.
-func (s *Service) rotateManaged(ctx context.Context, actor, id string, grace time.Duration) (*Rotated, error) {
-	r, err := s.StartCredentialRotation(ctx, actor, id, CauseManual, grace)
+func (s *Service) rotateManaged(ctx context.Context, actor, id, reason string, grace time.Duration) (*Rotated, error) {
+	r, err := s.startCredentialRotation(ctx, actor, id, CauseManual, reason, grace)
 	if err != nil {
 		return nil, err
 	}

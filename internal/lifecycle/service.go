@@ -49,6 +49,9 @@ type Options struct {
 	CredentialGrace time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// AKEnrolments, when set, makes registration and patching refuse a reference.tpm
+	// whose attestation key has not completed enrolment. Nil accepts any AK.
+	AKEnrolments AKEnrolments
 	// Secrets, if set, receives every credential Lanyard generates (see AgentSecretPath);
 	// without it client secrets are only shown once and generated keys are refused.
 	Secrets secrets.Backend
@@ -64,6 +67,7 @@ type Service struct {
 	audit  Auditor
 	hasher *SecretHasher
 	opts   Options
+	trust  IssuerTrust // nil: no federation issuer is trusted
 
 	mu        sync.RWMutex
 	listeners []func(a *store.Agent)
@@ -121,6 +125,8 @@ type CredentialRequest struct {
 	// Generate asks Lanyard to generate the private_key_jwt key pair and write it to the
 	// secrets backend (instead of registering the agent's JWKS).
 	Generate bool `json:"generate,omitempty"`
+	// The fields of a federated credential (see FederatedCredentialRequest).
+	FederatedCredentialRequest
 }
 
 // RegisterRequest is the body of POST /v1/agents.
@@ -139,6 +145,8 @@ type RegisterRequest struct {
 	MaxTokenTTL      string             `json:"max_token_ttl"`
 	AttestationTTL   string             `json:"attestation_ttl"`
 	CanIntrospect    bool               `json:"can_introspect"`
+	// EntraFederation lets the agent get RS256 tokens for api://AzureADTokenExchange.
+	EntraFederation bool `json:"entra_federation"`
 }
 
 // Registered is the result of a registration. ClientSecret is set, once, for
@@ -171,6 +179,9 @@ func (s *Service) Register(ctx context.Context, actor string, req RegisterReques
 	ttl := v.duration("max_token_ttl", req.MaxTokenTTL, s.opts.DefaultTokenTTL, time.Minute, s.opts.MaxTokenTTL)
 	attTTL := v.duration("attestation_ttl", req.AttestationTTL, s.opts.DefaultAttestationTTL, time.Minute, 24*time.Hour)
 	v.reference("reference", req.Reference)
+	if err := s.checkAKEnrolled(ctx, v, "reference", req.Reference); err != nil {
+		return nil, err
+	}
 
 	now := s.opts.Now().UTC()
 	id := newID("agt_")
@@ -204,8 +215,17 @@ func (s *Service) Register(ctx context.Context, actor string, req RegisterReques
 		if req.Credential.Generate {
 			v.add("credential.generate", "applies to private_key_jwt only (client secrets are always generated)")
 		}
+	case req.Credential.Type == store.CredentialFederated:
+		cred.Type = store.CredentialFederated
+		if len(req.Credential.JWKS) > 0 {
+			v.add("credential.jwks", "must not be set for federated")
+		}
+		v.federated("credential", &req.Credential.FederatedCredentialRequest, s.trust, cred)
 	default:
-		v.add("credential.type", "must be private_key_jwt or client_secret")
+		v.add("credential.type", "must be private_key_jwt, client_secret or federated")
+	}
+	if req.Credential != nil && req.Credential.Type != store.CredentialFederated && !req.Credential.FederatedCredentialRequest.isZero() {
+		v.add("credential", "issuer, subject, audience, allowed_client_ids and require_app_token are for federated credentials only")
 	}
 	if err := v.err(); err != nil {
 		return nil, err
@@ -240,6 +260,7 @@ func (s *Service) Register(ctx context.Context, actor string, req RegisterReques
 		AllowedScopes: nonNil(req.AllowedScopes), AllowedResources: nonNil(req.AllowedResources),
 		MaxTokenTTLSeconds: int64(ttl / time.Second), AttestationTTLSeconds: int64(attTTL / time.Second),
 		CanIntrospect: req.CanIntrospect, Generation: 1, CreatedAt: now, UpdatedAt: now,
+		EntraFederation: req.EntraFederation,
 	}
 	if !req.Reference.IsZero() {
 		a.Reference, _ = json.Marshal(req.Reference)
@@ -326,6 +347,7 @@ type PatchRequest struct {
 	TokenAlg         *string    `json:"token_alg"`
 	CanIntrospect    *bool      `json:"can_introspect"`
 	Reference        *Reference `json:"reference"`
+	EntraFederation  *bool      `json:"entra_federation"`
 }
 
 // Patch changes the agent's mutable fields. Decommissioned agents cannot change.
@@ -371,7 +393,13 @@ func (s *Service) Patch(ctx context.Context, actor, id string, req PatchRequest)
 	}
 	if req.Reference != nil {
 		v.reference("reference", req.Reference)
+		if err := s.checkAKEnrolled(ctx, v, "reference", req.Reference); err != nil {
+			return nil, err
+		}
 		changed = append(changed, "reference")
+	}
+	if req.EntraFederation != nil {
+		changed = append(changed, "entra_federation")
 	}
 	if len(changed) == 0 {
 		v.add("", "the request changes nothing")
@@ -409,6 +437,9 @@ func (s *Service) Patch(ctx context.Context, actor, id string, req PatchRequest)
 		}
 		if req.CanIntrospect != nil {
 			a.CanIntrospect = *req.CanIntrospect
+		}
+		if req.EntraFederation != nil {
+			a.EntraFederation = *req.EntraFederation
 		}
 		if req.Reference != nil {
 			if req.Reference.IsZero() {
@@ -535,6 +566,8 @@ type RotateRequest struct {
 	JWKS json.RawMessage `json:"jwks,omitempty"`
 	// Grace is how long the old credential keeps working, e.g. "24h"; "0s" ends it now.
 	Grace string `json:"grace,omitempty"`
+	// Reason is recorded in the audit log with the rotation.
+	Reason string `json:"reason,omitempty"`
 }
 
 // Rotated is the result of a rotation. ClientSecret is set, once, for secret agents.
@@ -558,13 +591,17 @@ func (s *Service) RotateCredential(ctx context.Context, actor, id string, req Ro
 	if a.Status == store.StatusRevoked || a.Status == store.StatusDecommissioned {
 		return nil, &TransitionError{Action: "rotate credentials of", From: a.Status}
 	}
+	if err := rotatable(a); err != nil {
+		return nil, err
+	}
 	v := &validator{}
 	grace := v.duration("grace", req.Grace, s.opts.CredentialGrace, 0, 30*24*time.Hour)
+	v.text("reason", req.Reason, false, 1024)
 	if _, ok := s.rotations(); ok && s.opts.Secrets != nil && v.err() == nil && len(req.JWKS) == 0 {
 		if managed, err := s.hasManagedCredential(ctx, id, a.CredentialType); err != nil {
 			return nil, err
 		} else if managed {
-			return s.rotateManaged(ctx, actor, id, grace)
+			return s.rotateManaged(ctx, actor, id, req.Reason, grace)
 		}
 	}
 	now := s.opts.Now().UTC()
@@ -597,7 +634,7 @@ func (s *Service) RotateCredential(ctx context.Context, actor, id string, req Ro
 	if err := s.st.RotateCredential(ctx, id, cred, until); err != nil {
 		return nil, s.wrap("rotate credentials of", id, err)
 	}
-	if err := s.record(ctx, actor, a, audit.Event{Type: "credential.rotated", Data: map[string]any{
+	if err := s.record(ctx, actor, a, audit.Event{Type: "credential.rotated", Reason: req.Reason, Data: map[string]any{
 		"credential_id": cred.ID, "type": cred.Type, "grace_until": until.Format(time.RFC3339),
 	}}); err != nil {
 		return nil, err

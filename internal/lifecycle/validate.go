@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -65,6 +66,18 @@ func (v *validator) text(field, s string, required bool, max int) {
 		v.add(field, "must be at most %d bytes", max)
 	case strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 && r != '\n' && r != '\t' }):
 		v.add(field, "must not contain control characters")
+	}
+}
+
+// regexp checks an optional RE2 pattern. Go's regexp runs in time linear in the input,
+// so a registered pattern cannot be used to slow the verifier down.
+func (v *validator) regexp(field, s string) {
+	if s == "" {
+		return
+	}
+	v.text(field, s, false, 512)
+	if _, err := regexp.Compile(s); err != nil {
+		v.add(field, "is not a valid RE2 regular expression: %v", err)
 	}
 }
 
@@ -167,6 +180,10 @@ type Reference struct {
 	ToolManifestDigest string              `json:"tool_manifest_digest,omitempty"`
 	TPM                *TPMReference       `json:"tpm,omitempty"`
 	Sigstore           []SigstoreReference `json:"sigstore,omitempty"`
+	// RequireSigned lists the measurements ("model_digest", "prompt_digest",
+	// "tool_manifest_digest") that a valid Sigstore bundle from an allowed signer must
+	// cover. Empty means ["model_digest"] when Sigstore signers are registered.
+	RequireSigned []string `json:"require_signed,omitempty"`
 	// OnMismatch is "" (refuse tokens only) or "suspend" (also suspend the agent).
 	OnMismatch string `json:"on_mismatch,omitempty"`
 }
@@ -177,10 +194,30 @@ type TPMReference struct {
 	PCRs     map[string]map[string]string `json:"pcrs"`
 }
 
-// SigstoreReference is a signer identity allowed to sign the agent's artefacts.
+// SigstoreReference is a signer identity allowed to sign the agent's artefacts: the
+// certificate's OIDC issuer and subject (SAN), each given exactly or as an RE2 regular
+// expression that must match the whole value (it is anchored, unlike cosign's
+// --certificate-identity-regexp). Giving both forms for one field requires both.
 type SigstoreReference struct {
-	Issuer  string `json:"issuer"`
-	Subject string `json:"subject"`
+	Issuer        string `json:"issuer,omitempty"`
+	Subject       string `json:"subject,omitempty"`
+	IssuerRegexp  string `json:"issuer_regexp,omitempty"`
+	SubjectRegexp string `json:"subject_regexp,omitempty"`
+}
+
+// SignedMeasurements are the names RequireSigned accepts.
+var SignedMeasurements = []string{"model_digest", "prompt_digest", "tool_manifest_digest"}
+
+// Required returns the measurements r requires to be signed: RequireSigned, or the
+// model digest when Sigstore signers are registered and RequireSigned is empty.
+func (r *Reference) Required() []string {
+	if len(r.RequireSigned) > 0 {
+		return r.RequireSigned
+	}
+	if len(r.Sigstore) > 0 {
+		return []string{"model_digest"}
+	}
+	return nil
 }
 
 // IsZero reports whether r requires nothing.
@@ -220,10 +257,34 @@ func (v *validator) reference(field string, r *Reference) {
 	}
 	for i, s := range r.Sigstore {
 		f := fmt.Sprintf("%s.sigstore[%d]", field, i)
-		if u, err := url.Parse(s.Issuer); err != nil || u.Scheme != "https" || u.Host == "" {
-			v.add(f+".issuer", "must be an https URL")
+		switch {
+		case s.Issuer == "" && s.IssuerRegexp == "":
+			v.add(f+".issuer", "is required (or issuer_regexp)")
+		case s.Issuer != "":
+			if u, err := url.Parse(s.Issuer); err != nil || u.Scheme != "https" || u.Host == "" {
+				v.add(f+".issuer", "must be an https URL")
+			}
 		}
-		v.text(f+".subject", s.Subject, true, 512)
+		if s.Subject == "" && s.SubjectRegexp == "" {
+			v.add(f+".subject", "is required (or subject_regexp)")
+		}
+		v.text(f+".subject", s.Subject, false, 512)
+		v.regexp(f+".issuer_regexp", s.IssuerRegexp)
+		v.regexp(f+".subject_regexp", s.SubjectRegexp)
+	}
+	seen := map[string]bool{}
+	for i, name := range r.RequireSigned {
+		f := fmt.Sprintf("%s.require_signed[%d]", field, i)
+		switch {
+		case !slices.Contains(SignedMeasurements, name):
+			v.add(f, "must be one of %s", strings.Join(SignedMeasurements, ", "))
+		case seen[name]:
+			v.add(f, "%s is listed twice", name)
+		}
+		seen[name] = true
+	}
+	if len(r.RequireSigned) > 0 && len(r.Sigstore) == 0 {
+		v.add(field+".require_signed", "needs at least one signer in sigstore")
 	}
 	if r.OnMismatch != "" && r.OnMismatch != "suspend" {
 		v.add(field+".on_mismatch", `must be "" or "suspend"`)

@@ -33,6 +33,8 @@ type authResult struct {
 	method string
 	// jti of the client assertion (private_key_jwt only), for the audit trail.
 	jti string
+	// federated is the federated credential that authenticated the client, if any.
+	federated *store.Credential
 }
 
 // Authenticate identifies and authenticates the client of r exactly as the token
@@ -166,6 +168,10 @@ func (p *Provider) authenticateAssertion(ctx context.Context, form url.Values, e
 	var claims assertionClaims
 	if err := json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &claims); err != nil {
 		return nil, protocol.InvalidClient("client assertion claims are malformed").WithReason("malformed_assertion").WithCause(err)
+	}
+	if isURL(claims.Issuer) || (p.deps.Federation != nil && p.deps.Federation.Trusted(claims.Issuer)) {
+		// A token from an external issuer: federated credentials (federation.go).
+		return p.authenticateFederated(ctx, form, raw, claims.Issuer)
 	}
 	if claims.Issuer == "" || claims.Subject != claims.Issuer {
 		return nil, protocol.InvalidClient("client assertion iss and sub must both be the client_id").WithReason("assertion_iss_sub")

@@ -24,6 +24,8 @@ type client struct {
 	keys []jose.JSONWebKey
 	// secrets are the hashes of every usable client secret.
 	secrets [][]byte
+	// federated are the agent's federated credentials.
+	federated []store.Credential
 	// validUntil is when the earliest retiring credential stops being usable (the cache
 	// entry must be rebuilt then); zero when none is retiring.
 	validUntil time.Time
@@ -143,6 +145,8 @@ func (c *clientCache) load(ctx context.Context, clientID string) (*client, error
 			cl.keys = append(cl.keys, set.Keys...)
 		case store.CredentialClientSecret:
 			cl.secrets = append(cl.secrets, cr.SecretHash)
+		case store.CredentialFederated:
+			cl.federated = append(cl.federated, cr)
 		}
 	}
 	c.mu.Lock()

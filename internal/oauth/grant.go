@@ -70,7 +70,7 @@ func (h *grantHandler) HandleTokenEndpointRequest(ctx context.Context, ar fosite
 	// synonym because Hydra's clients send it.
 	resources := append(append([]string(nil), form["resource"]...), ar.GetRequestedAudience()...)
 	for _, res := range resources {
-		if res == "" || !slices.Contains(a.AllowedResources, res) {
+		if res == "" || !(slices.Contains(a.AllowedResources, res) || entraAllowed(a, res)) {
 			return protocol.InvalidTarget("resource %q is not allowed for this agent", res).WithReason("resource_not_allowed")
 		}
 		if !slices.Contains(ar.GetGrantedAudience(), res) {
@@ -86,6 +86,13 @@ func (h *grantHandler) HandleTokenEndpointRequest(ctx context.Context, ar fosite
 		ttl = 5 * time.Minute
 	}
 	ttl = min(ttl, h.p.opts.MaxTokenTTL)
+	alg, perr := entraToken(ar, &ttl)
+	if perr != nil {
+		return perr
+	}
+	if alg == "" {
+		alg = a.TokenAlg
+	}
 	exp := now.Add(ttl)
 	if att != nil && att.ExpiresAt.Before(exp) {
 		// A token never outlives the attestation that allowed it.
@@ -112,7 +119,7 @@ func (h *grantHandler) HandleTokenEndpointRequest(ctx context.Context, ar fosite
 			"host": att.Host, "exp": att.ExpiresAt.Unix(),
 		}
 	}
-	sess.JWTHeader = &fjwt.Headers{Extra: map[string]any{"typ": protocol.TypAccessToken, "alg": a.TokenAlg}}
+	sess.JWTHeader = &fjwt.Headers{Extra: map[string]any{"typ": protocol.TypAccessToken, "alg": alg}}
 	return nil
 }
 

@@ -84,6 +84,8 @@ type Deps struct {
 	Audit  Auditor
 	Hasher *lifecycle.SecretHasher
 	Admin  AdminChecker
+	// Federation verifies tokens of trusted external issuers; nil trusts none.
+	Federation Federation
 }
 
 // Provider serves the OAuth 2.0 endpoints.
@@ -228,13 +230,17 @@ func (p *Provider) Token(w http.ResponseWriter, r *http.Request) {
 	}
 	c := ar.GetClient().(*client)
 	claims := sess.JWTClaims
+	data := map[string]any{
+		"jti": claims.JTI, "scope": []string(ar.GetGrantedScopes()), "aud": []string(ar.GetGrantedAudience()),
+		"exp": claims.ExpiresAt.Unix(), "auth_method": st.res.method, "assertion_jti": st.res.jti,
+	}
+	if fc := st.res.federated; fc != nil {
+		// Which external identity obtained the token.
+		data["federated_credential_id"], data["federated_issuer"], data["federated_subject"] = fc.ID, fc.Issuer, fc.Subject
+	}
 	p.enqueue(audit.Event{
 		Type: "token.issued", Actor: "agent:" + c.agent.ID, AgentID: c.agent.ID, Namespace: c.agent.Namespace,
-		Outcome: "success", RequestID: requestid.From(ctx),
-		Data: map[string]any{
-			"jti": claims.JTI, "scope": []string(ar.GetGrantedScopes()), "aud": []string(ar.GetGrantedAudience()),
-			"exp": claims.ExpiresAt.Unix(), "auth_method": st.res.method, "assertion_jti": st.res.jti,
-		},
+		Outcome: "success", RequestID: requestid.From(ctx), Data: data,
 	})
 	p.metrics.issued.WithLabelValues(c.agent.TokenAlg).Inc()
 	p.metrics.latency.WithLabelValues("token").Observe(p.now().Sub(start).Seconds())

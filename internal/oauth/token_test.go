@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -556,4 +557,68 @@ func toStrings(v any) []string {
 		out = append(out, s)
 	}
 	return out
+}
+
+// TestAttestationLifetime follows one attested agent through the life of its verdicts:
+// a token's exp is capped by the verdict's expiry, the token carries att, a verdict
+// renewed before expiry continues seamlessly, an expired verdict refuses tokens, and a
+// contraindicated verdict refuses them even while an older affirming one is unexpired.
+func TestAttestationLifetime(t *testing.T) {
+	f := newFixture(t, Options{})
+	key := ecKey()
+	model := "sha256:" + strings.Repeat("ab", 32)
+	a := f.registerJWT(t, key, func(r *lifecycle.RegisterRequest) {
+		r.Reference = &lifecycle.Reference{ModelDigest: model}
+		r.MaxTokenTTL = "1h"
+	})
+	seq := 0
+	verdict := func(status string, ttl time.Duration) *store.AttestationResult {
+		t.Helper()
+		seq++
+		now := f.clock.Now()
+		r := &store.AttestationResult{
+			ID: "att_" + strings.Repeat("0", 30) + strconv.Itoa(seq), AgentID: a.ID, Status: status, Host: "none",
+			Measurements: []byte(`{"model_digest":"` + model + `"}`), Checks: []byte(`[]`),
+			IssuedAt: now, ExpiresAt: now.Add(ttl),
+		}
+		if err := f.st.CreateAttestation(t.Context(), r); err != nil {
+			t.Fatal(err)
+		}
+		f.p.Invalidate(a)
+		return r
+	}
+	token := func() decoded {
+		t.Helper()
+		return f.decode(t, wantToken(t, f.token(assertionForm(f.assertion(t, a, key)))).AccessToken)
+	}
+
+	first := verdict(store.AttestationAffirming, 10*time.Minute)
+	d := token()
+	if exp := d.num(t, "exp"); exp != first.ExpiresAt.Unix() {
+		t.Errorf("exp = %d, want the verdict's expiry %d (max_token_ttl is 1h, the verdict lasts 10m)", exp, first.ExpiresAt.Unix())
+	}
+	att, _ := d.claims["att"].(map[string]any)
+	if att["id"] != first.ID || att["model"] != model || att["host"] != "none" {
+		t.Errorf("att = %v, want id %s, model %s, host none", att, first.ID, model)
+	}
+
+	// Renewed at minute 8: the next token carries the new verdict and its longer cap.
+	f.clock.Advance(8 * time.Minute)
+	second := verdict(store.AttestationAffirming, 10*time.Minute)
+	d = token()
+	if att, _ := d.claims["att"].(map[string]any); att["id"] != second.ID {
+		t.Errorf("after re-attesting, att.id = %v, want %s", att["id"], second.ID)
+	}
+	if exp := d.num(t, "exp"); exp != second.ExpiresAt.Unix() {
+		t.Errorf("exp = %d, want %d", exp, second.ExpiresAt.Unix())
+	}
+
+	// The cached entry must not outlive the verdict, even within the client cache TTL.
+	f.clock.Advance(10*time.Minute + time.Second)
+	f.refuse(t, assertionForm(f.assertion(t, a, key)), 400, "invalid_grant", "attestation_expired")
+
+	verdict(store.AttestationAffirming, 10*time.Minute)
+	token()
+	verdict(store.AttestationContraindicated, 10*time.Minute)
+	f.refuse(t, assertionForm(f.assertion(t, a, key)), 400, "invalid_grant", "attestation_failed")
 }

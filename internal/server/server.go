@@ -28,6 +28,7 @@ import (
 	"github.com/lanyardhq/lanyard/internal/attest/sigstore"
 	"github.com/lanyardhq/lanyard/internal/audit"
 	"github.com/lanyardhq/lanyard/internal/config"
+	"github.com/lanyardhq/lanyard/internal/federation"
 	"github.com/lanyardhq/lanyard/internal/httpapi"
 	"github.com/lanyardhq/lanyard/internal/keys"
 	"github.com/lanyardhq/lanyard/internal/lifecycle"
@@ -52,6 +53,7 @@ type Server struct {
 	// tasks run beside the HTTP server until Run's context ends (Vault token renewal,
 	// the rotation scheduler, the secrets backend watch).
 	tasks []func(context.Context) error
+	fed   *federation.Service
 
 	generatedAdminToken string
 }
@@ -131,15 +133,26 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, e
 		ready["secrets"] = pingSecrets(sb.Ping, health)
 	}
 
+	enrol, akEnrolments, err := tpmEnrolments(cfg, s.st, s.audit, log)
+	if err != nil {
+		return nil, err
+	}
 	svc := lifecycle.New(s.st, s.audit, hasher, lifecycle.Options{
 		DefaultTokenTTL: cfg.TokenTTL, MaxTokenTTL: cfg.MaxTokenTTL, CredentialGrace: cfg.CredentialGrace,
-		Secrets: sb,
+		AKEnrolments: akEnrolments, Secrets: sb,
 	})
 	provider := oauth.New(oauth.Deps{Store: s.st, Keys: km, Audit: s.audit, Hasher: hasher, Admin: admin}, oauth.Options{
 		Issuer: cfg.Issuer, DefaultAudience: cfg.DefaultAudience, MaxTokenTTL: cfg.MaxTokenTTL,
 		Logger: log, Registerer: reg,
 	})
 	svc.OnChange(provider.Invalidate)
+	fed, err := newFederation(ctx, cfg, s.st, s.audit, log)
+	if err != nil {
+		return nil, err
+	}
+	svc.SetIssuerTrust(fed)
+	provider.SetFederation(fed)
+	s.fed = fed
 	sigv, err := sigstoreVerifier(cfg)
 	if err != nil {
 		return nil, err
@@ -155,10 +168,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, e
 	reg.MustRegister(eng.Collectors()...)
 	s.tasks = append(s.tasks, eng.Run)
 
+	ui, err := newUI(cfg, log, svc, att, s.audit, s.st, admin)
+	if err != nil {
+		return nil, err
+	}
 	handler := httpapi.New(httpapi.Deps{
 		Lifecycle: svc, OAuth: provider, Attest: att, Issuer: cfg.Issuer, Admin: admin, Audit: s.audit, AuditLog: s.st,
 		Ready: ready, Degraded: degraded, Rotation: eng,
-		Gatherer: reg, Registerer: reg,
+		Gatherer: reg, Registerer: reg, TPMEnrolments: enrol, Federation: fed, UI: ui,
 	}, httpapi.Options{MaxBodyBytes: cfg.MaxBodyBytes, Logger: log})
 
 	s.srv = &http.Server{
@@ -213,6 +230,8 @@ func (s *Server) Run(ctx context.Context) error {
 	for _, task := range s.tasks {
 		g.Go(func() error { return task(gctx) })
 	}
+	g.Go(func() error { return s.fed.Run(gctx) })
+	g.Go(func() error { return s.purgeUISessions(gctx) })
 	return g.Wait()
 }
 
@@ -244,9 +263,10 @@ func (s *Server) keyEvent(ctx context.Context, ev keys.Event) {
 	}
 }
 
-// purgeRevocations drops revocations of tokens that have expired anyway.
+// purgeRevocations drops revocations of tokens that have expired anyway, and
+// attestation challenges that expired unused.
 func (s *Server) purgeRevocations(ctx context.Context) error {
-	t := time.NewTicker(10 * time.Minute)
+	t := time.NewTicker(time.Minute)
 	defer t.Stop()
 	for {
 		select {
@@ -257,6 +277,11 @@ func (s *Server) purgeRevocations(ctx context.Context) error {
 				s.log.Warn("purge revocations", "err", err)
 			} else if n > 0 {
 				s.log.Debug("purged expired revocations", "count", n)
+			}
+			if n, err := s.st.PurgeChallenges(ctx, now); err != nil {
+				s.log.Warn("purge attestation challenges", "err", err)
+			} else if n > 0 {
+				s.log.Debug("purged expired attestation challenges", "count", n)
 			}
 		}
 	}

@@ -44,6 +44,9 @@ const (
 const (
 	CredentialPrivateKeyJWT = "private_key_jwt"
 	CredentialClientSecret  = "client_secret"
+	// CredentialFederated is a token from a trusted external issuer (Entra ID, GitHub
+	// Actions, Kubernetes, SPIRE). An agent may have several; rotation leaves them alone.
+	CredentialFederated = "federated"
 
 	// CredentialActive is the credential an agent authenticates with.
 	CredentialActive = "active"
@@ -120,6 +123,9 @@ type Agent struct {
 	Generation int64
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
+	// EntraFederation lets the agent obtain tokens for Entra ID's workload identity
+	// federation audience (api://AzureADTokenExchange), signed RS256.
+	EntraFederation bool
 }
 
 // Credential is one way an agent authenticates at the token endpoint.
@@ -140,6 +146,28 @@ type Credential struct {
 	// credentials whose secret Lanyard never held (an agent-supplied JWKS).
 	SecretPath    string
 	SecretVersion int
+	// Issuer, Subject and Audience name the external token a federated credential
+	// accepts (its iss, sub and one of its aud values, all compared exactly).
+	Issuer   string
+	Subject  string
+	Audience string
+	// AllowedClientIDs, when not empty, lists the azp / appid values accepted.
+	AllowedClientIDs StringList `gorm:"column:allowed_client_ids"`
+	// RequireAppToken requires an Entra app-only token (idtyp "app").
+	RequireAppToken bool
+}
+
+// FederationIssuer is an external token issuer trusted for federated credentials.
+type FederationIssuer struct {
+	// Issuer is the exact iss of its tokens.
+	Issuer string `gorm:"primaryKey"`
+	// Kind is "entra" (tid, oid, uti and idtyp checks apply) or "oidc".
+	Kind string
+	// Algs are the accepted JWS algorithms.
+	Algs StringList
+	// JWKSURL overrides the jwks_uri of the issuer's discovery document.
+	JWKSURL   string `gorm:"column:jwks_url"`
+	CreatedAt time.Time
 }
 
 // SigningKey records one of Lanyard's token signing keys. The private key lives in the
@@ -200,6 +228,14 @@ type AgentFilter struct {
 	After string
 	// Limit caps the page size; implementations treat <= 0 as 100.
 	Limit int
+	// RiskLevel matches the agent's risk level exactly.
+	RiskLevel string
+	// NameContains matches agents whose name contains it, case-insensitively.
+	NameContains string
+	// Namespaces, when not nil, restricts the result to these namespaces (nil: no
+	// restriction; empty but not nil: nothing). The web UI sets it to the namespaces
+	// a scoped viewer may see.
+	Namespaces []string
 }
 
 // AuditFilter selects audit events for ListAudit. Empty fields match everything.
@@ -331,6 +367,8 @@ type Attestations interface {
 	ConsumeChallenge(ctx context.Context, nonceHash []byte) (*AttestationChallenge, error)
 	// PurgeChallenges deletes challenges that expired before now.
 	PurgeChallenges(ctx context.Context, now time.Time) (int64, error)
+	// CountChallenges counts the client's challenges that are still valid at now.
+	CountChallenges(ctx context.Context, clientID string, now time.Time) (int64, error)
 	CreateAttestation(ctx context.Context, r *AttestationResult) error
 	// ListAttestations returns the agent's results, newest first, at most limit (<= 0: 100).
 	ListAttestations(ctx context.Context, agentID string, limit int) ([]AttestationResult, error)
@@ -339,16 +377,93 @@ type Attestations interface {
 	UpdateTPMCounters(ctx context.Context, akName string, fn func(cur *TPMCounters) (*TPMCounters, error)) error
 }
 
+// Federation stores trusted external issuers and the federated credentials that are
+// added to and removed from an agent one at a time.
+type Federation interface {
+	// CreateFederationIssuer inserts i; ErrConflict if its Issuer exists.
+	CreateFederationIssuer(ctx context.Context, i *FederationIssuer) error
+	// ListFederationIssuers returns every issuer ordered by Issuer.
+	ListFederationIssuers(ctx context.Context) ([]FederationIssuer, error)
+	// DeleteFederationIssuer deletes the issuer; ErrNotFound if there is none.
+	DeleteFederationIssuer(ctx context.Context, issuer string) error
+	// AddCredential inserts c as another active credential of the agent and bumps its
+	// Generation. ErrNotFound if the agent does not exist.
+	AddCredential(ctx context.Context, agentID string, c *Credential) error
+	// DeleteCredential deletes one credential of the agent and bumps its Generation.
+	// ErrNotFound if the agent has no such credential.
+	DeleteCredential(ctx context.Context, agentID, credentialID string) error
+}
+
 // Store is everything the server needs from its database.
 type Store interface {
 	Agents
 	Credentials
+	Federation
 	SigningKeys
 	AuditLog
 	Revocations
 	Settings
 	Attestations
+	TPMEnrolments
 	// Ping checks the database is reachable (for /readyz).
 	Ping(ctx context.Context) error
 	Close() error
+}
+
+// EK certificate states of an enrolled attestation key.
+const (
+	// EKCertVerified: the EK certificate chains to the configured manufacturer CA bundle
+	// and certifies the EK the AK was activated with.
+	EKCertVerified = "verified"
+	// EKCertUnverified: an EK certificate was sent and certifies the EK, but no CA bundle
+	// is configured to check who issued it.
+	EKCertUnverified = "unverified"
+	// EKCertAbsent: no EK certificate was sent (none in the TPM's NV storage).
+	EKCertAbsent = "absent"
+)
+
+// TPMEnrolment is an attestation key that proved, by credential activation, that it
+// lives in the same TPM as an endorsement key (EK).
+type TPMEnrolment struct {
+	// AKName is the hex TPM Name of the AK (name algorithm || digest of its public area).
+	AKName string `gorm:"primaryKey;column:ak_name"`
+	// AKPublic is the AK's TPM2B_PUBLIC.
+	AKPublic []byte `gorm:"column:ak_public"`
+	// EKPublicHash is the hex SHA-256 of the EK's public key in PKIX (SubjectPublicKeyInfo) DER.
+	EKPublicHash string `gorm:"column:ek_public_hash"`
+	// EKCertStatus is EKCertVerified, EKCertUnverified or EKCertAbsent.
+	EKCertStatus string `gorm:"column:ek_cert_status"`
+	EnrolledBy   string
+	EnrolledAt   time.Time
+}
+
+// PendingTPMEnrolment is a credential-activation challenge waiting for its answer.
+type PendingTPMEnrolment struct {
+	ID string `gorm:"primaryKey"` // "tpe_" + random
+	// Caller identifies who started the enrolment (a hash of its credential); only the
+	// same caller may finish it.
+	Caller       string
+	AKName       string `gorm:"column:ak_name"`
+	AKPublic     []byte `gorm:"column:ak_public"`
+	EKPublicHash string `gorm:"column:ek_public_hash"`
+	EKCertStatus string `gorm:"column:ek_cert_status"`
+	// SecretHash is SHA-256 of the secret sealed to the EK: the secret is never stored.
+	SecretHash []byte
+	ExpiresAt  time.Time
+}
+
+// TPMEnrolments stores enrolled attestation keys and pending enrolments.
+type TPMEnrolments interface {
+	// CreatePendingTPMEnrolment stores p. ErrConflict if the id exists.
+	CreatePendingTPMEnrolment(ctx context.Context, p *PendingTPMEnrolment) error
+	// ConsumePendingTPMEnrolment deletes the pending enrolment and returns it: it is
+	// usable once. ErrNotFound when there is none. Expired ones are returned too; the
+	// caller checks ExpiresAt.
+	ConsumePendingTPMEnrolment(ctx context.Context, id string) (*PendingTPMEnrolment, error)
+	// PurgePendingTPMEnrolments deletes pending enrolments that expired before now.
+	PurgePendingTPMEnrolments(ctx context.Context, now time.Time) (int64, error)
+	// PutTPMEnrolment records e, replacing an earlier enrolment of the same AK.
+	PutTPMEnrolment(ctx context.Context, e *TPMEnrolment) error
+	// GetTPMEnrolment returns the enrolment of the AK with the given hex Name, or ErrNotFound.
+	GetTPMEnrolment(ctx context.Context, akName string) (*TPMEnrolment, error)
 }

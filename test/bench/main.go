@@ -79,6 +79,11 @@ type options struct {
 	jsonOut     bool
 	keep        bool
 	maxErrors   int
+	// mode is "token" (issuance) or "attest" (POST /v1/attestations).
+	mode string
+	// attested registers the agent with a reference measurement and attests it once
+	// before the run, so that every token request passes the attestation gate.
+	attested bool
 }
 
 type multiFlag []string
@@ -103,6 +108,8 @@ func main() {
 	flag.BoolVar(&o.jsonOut, "json", false, "print the report as JSON")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temp data dir and server log")
 	flag.IntVar(&o.maxErrors, "max-errors", 0, "exit non-zero when the measured window has more errors than this")
+	flag.StringVar(&o.mode, "mode", "token", "token: load the token endpoint; attest: load POST /v1/attestations (challenges fetched before the clock starts)")
+	flag.BoolVar(&o.attested, "attested", false, "register the agent with a reference measurement and attest it first, so every token passes the attestation gate")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -128,6 +135,16 @@ func (o *options) validate() error {
 	if o.warmup+o.duration > maxRun {
 		errs = append(errs, fmt.Errorf("-warmup + -d = %s: at most %s, because pre-signed assertions live %s (the server allows at most 5m)",
 			o.warmup+o.duration, maxRun, assertionLifetime))
+	}
+	switch o.mode {
+	case "token":
+	case "attest":
+		// Challenges live 60 s and are all fetched before the clock starts.
+		if o.warmup+o.duration > 45*time.Second {
+			errs = append(errs, fmt.Errorf("-mode attest: -warmup + -d = %s: at most 45s, because challenges expire 60s after they are fetched", o.warmup+o.duration))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("-mode %q: want token or attest", o.mode))
 	}
 	if o.rate < 1 {
 		errs = append(errs, fmt.Errorf("-rate %g: must be at least 1", o.rate))
@@ -196,9 +213,16 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("discovered token endpoint: %w", err)
 	}
 
-	key, agent, err := registerAgent(ctx, c, o.scope)
+	attested := o.attested || o.mode == "attest"
+	key, agent, err := registerAgent(ctx, c, o.scope, attested)
 	if err != nil {
 		return err
+	}
+	auth := client.AgentAuth{ClientID: agent.ClientID, Key: key}
+	if attested {
+		if err := attestOnce(ctx, c, auth); err != nil {
+			return err
+		}
 	}
 	logf("registered agent %s (client_id %s); token endpoint %s", agent.ID, agent.ClientID, disc.TokenEndpoint)
 
@@ -216,14 +240,23 @@ func run(ctx context.Context, o options) error {
 
 	n := int(math.Ceil(o.rate*(o.warmup+o.duration).Seconds())) + o.concurrency
 	t0 := time.Now()
-	bodies, err := presign(ctx, key, agent.ClientID, disc.Issuer, o.scope, n)
+	tgt := target{url: disc.TokenEndpoint, contentType: "application/x-www-form-urlencoded", okStatus: http.StatusOK}
+	var bodies [][]byte
+	if o.mode == "attest" {
+		tgt = target{url: strings.TrimSuffix(baseURL, "/") + "/v1/attestations", contentType: "application/json",
+			okStatus: http.StatusCreated, okMarker: []byte(`"status":"affirming"`)}
+		bodies, err = prepareAttestations(ctx, c, auth, tgt.url, n)
+	} else {
+		bodies, err = presign(ctx, key, agent.ClientID, disc.Issuer, o.scope, n)
+	}
 	if err != nil {
 		return err
 	}
-	logf("pre-signed %d assertions in %s", n, time.Since(t0).Round(time.Millisecond))
+	logf("prepared %d requests in %s", n, time.Since(t0).Round(time.Millisecond))
 
 	logf("running %d clients: %s warm-up, %s measured", o.concurrency, o.warmup, o.duration)
-	res := drive(ctx, disc.TokenEndpoint, bodies, o, pid)
+	res := drive(ctx, tgt, bodies, o, pid)
+	res.Mode, res.Attested = o.mode, attested
 	res.Server = baseURL
 	res.StartedServer = srv != nil
 	if srv != nil {
@@ -449,7 +482,7 @@ func (s *server) stop(logf func(string, ...any)) {
 }
 
 // registerAgent registers a fresh ES256 private_key_jwt agent allowed scope.
-func registerAgent(ctx context.Context, c *client.Client, scope string) (*jose.JSONWebKey, *client.Agent, error) {
+func registerAgent(ctx context.Context, c *client.Client, scope string, attested bool) (*jose.JSONWebKey, *client.Agent, error) {
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
@@ -478,6 +511,12 @@ func registerAgent(ctx context.Context, c *client.Client, scope string) (*jose.J
 	if scope != "" {
 		req.AllowedScopes = []string{scope}
 	}
+	if attested {
+		// The longest verdict the server allows, so that none expires mid-run.
+		day := client.Duration(24 * time.Hour)
+		req.AttestationTTL = &day
+		req.Reference, _ = json.Marshal(benchMeasurements)
+	}
 	res, err := c.RegisterAgent(ctx, req)
 	if err != nil {
 		return nil, nil, fmt.Errorf("register bench agent: %w", err)
@@ -489,6 +528,84 @@ func registerAgent(ctx context.Context, c *client.Client, scope string) (*jose.J
 		}
 	}
 	return key, agent, nil
+}
+
+// benchMeasurements are the bench agent's reference measurements and what it reports.
+var benchMeasurements = map[string]string{
+	"model_digest":         "sha256:" + strings.Repeat("1a", 32),
+	"prompt_digest":        "sha256:" + strings.Repeat("2b", 32),
+	"tool_manifest_digest": "sha256:" + strings.Repeat("3c", 32),
+}
+
+// attestOnce gets the agent an affirming verdict.
+func attestOnce(ctx context.Context, c *client.Client, auth client.AgentAuth) error {
+	nonce, _, err := c.Challenge(ctx, auth)
+	if err != nil {
+		return fmt.Errorf("attestation challenge: %w", err)
+	}
+	v, err := c.Attest(ctx, auth, map[string]any{"nonce": nonce, "measurements": benchMeasurements})
+	if err != nil {
+		return fmt.Errorf("attest: %w", err)
+	}
+	if v.Status != "affirming" {
+		return fmt.Errorf("attest: verdict %s: %s", v.Status, v.Raw)
+	}
+	return nil
+}
+
+// prepareAttestations fetches n challenges (each a real, agent-authenticated request)
+// and builds one POST /v1/attestations body per challenge, with its own assertion.
+// Evidence is the measurements alone (host "none"): the TPM and Sigstore checks have
+// their own micro-benchmarks (docs/benchmarks.md).
+func prepareAttestations(ctx context.Context, c *client.Client, auth client.AgentAuth, attestURL string, n int) ([][]byte, error) {
+	signer, err := client.NewAssertionSigner(auth.Key)
+	if err != nil {
+		return nil, err
+	}
+	bodies := make([][]byte, n)
+	var (
+		next     atomic.Int64
+		wg       sync.WaitGroup
+		firstErr error
+		errOnce  sync.Once
+	)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	fail := func(err error) { errOnce.Do(func() { firstErr = err; cancel() }) }
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				nonce, _, err := c.Challenge(ctx, auth)
+				if err != nil {
+					fail(fmt.Errorf("attestation challenge: %w", err))
+					return
+				}
+				a, err := signer.Sign(auth.ClientID, attestURL, time.Now(), assertionLifetime)
+				if err != nil {
+					fail(err)
+					return
+				}
+				if bodies[i], err = json.Marshal(map[string]any{
+					"client_id": auth.ClientID, "client_assertion_type": client.JWTBearerAssertionType, "client_assertion": a,
+					"nonce": nonce, "measurements": benchMeasurements,
+				}); err != nil {
+					fail(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	return bodies, ctx.Err()
 }
 
 // presign builds n complete token request bodies, each with its own assertion (unique
@@ -543,6 +660,8 @@ func presign(ctx context.Context, key *jose.JSONWebKey, clientID, audience, scop
 type result struct {
 	Server        string  `json:"server"`
 	StartedServer bool    `json:"started_server"`
+	Mode          string  `json:"mode"`
+	Attested      bool    `json:"attested"`
 	Database      string  `json:"database,omitempty"`
 	Concurrency   int     `json:"concurrency"`
 	WarmupSeconds float64 `json:"warmup_seconds"`
@@ -568,7 +687,14 @@ type result struct {
 }
 
 func (r *result) print(w io.Writer) {
-	fmt.Fprintf(w, "lanyard token issuance: client_credentials, private_key_jwt ES256\n")
+	switch {
+	case r.Mode == "attest":
+		fmt.Fprintf(w, "lanyard attestation: POST /v1/attestations, measurements only (host none), private_key_jwt ES256\n")
+	case r.Attested:
+		fmt.Fprintf(w, "lanyard token issuance: client_credentials, private_key_jwt ES256, through the attestation gate\n")
+	default:
+		fmt.Fprintf(w, "lanyard token issuance: client_credentials, private_key_jwt ES256\n")
+	}
 	where := r.Server
 	if r.StartedServer {
 		where += " (started by bench, " + r.Database + ")"
@@ -578,11 +704,15 @@ func (r *result) print(w io.Writer) {
 	if r.Exhausted {
 		fmt.Fprintf(w, "note:         the pre-signed assertions ran out; the window was cut short (raise -rate)\n")
 	}
-	fmt.Fprintf(w, "tokens:       %d ok, %d errors (%d during warm-up)\n", r.OK, r.Errors, r.WarmupErrors)
-	fmt.Fprintf(w, "throughput:   %.0f tokens/s\n", r.TokensPerSecond)
+	unit := "tokens"
+	if r.Mode == "attest" {
+		unit = "verdicts"
+	}
+	fmt.Fprintf(w, "%-13s %d ok, %d errors (%d during warm-up)\n", unit+":", r.OK, r.Errors, r.WarmupErrors)
+	fmt.Fprintf(w, "throughput:   %.0f %s/s\n", r.TokensPerSecond, unit)
 	fmt.Fprintf(w, "latency:      p50 %.2fms  p95 %.2fms  p99 %.2fms  max %.2fms\n", r.P50ms, r.P95ms, r.P99ms, r.MaxMs)
 	if r.ServerCPUSecondsPer1000 > 0 {
-		fmt.Fprintf(w, "server CPU:   %.3f CPU-seconds per 1,000 tokens (%.2f cores busy)\n", r.ServerCPUSecondsPer1000, r.ServerCPUCores)
+		fmt.Fprintf(w, "server CPU:   %.3f CPU-seconds per 1,000 %s (%.2f cores busy)\n", r.ServerCPUSecondsPer1000, unit, r.ServerCPUCores)
 	} else {
 		fmt.Fprintf(w, "server CPU:   unknown (pass -server-pid with -url)\n")
 	}
@@ -595,7 +725,7 @@ func (r *result) print(w io.Writer) {
 }
 
 // drive runs the load and measures the window after the warm-up.
-func drive(ctx context.Context, tokenURL string, bodies [][]byte, o options, pid int) *result {
+func drive(ctx context.Context, tgt target, bodies [][]byte, o options, pid int) *result {
 	var (
 		next         atomic.Int64
 		exhausted    atomic.Bool
@@ -648,7 +778,7 @@ func drive(ctx context.Context, tokenURL string, bodies [][]byte, o options, pid
 		lats[w] = make([]time.Duration, 0, len(bodies)/o.concurrency+1)
 		go func() {
 			defer wg.Done()
-			conn := newRawClient(tokenURL, o.timeout)
+			conn := newRawClient(tgt, o.timeout)
 			defer conn.close()
 			for runCtx.Err() == nil {
 				i := next.Add(1) - 1
@@ -670,7 +800,7 @@ func drive(ctx context.Context, tokenURL string, bodies [][]byte, o options, pid
 				}
 				done := time.Now()
 				measured := t.After(measureFrom) && done.Before(end)
-				if status != http.StatusOK {
+				if status != tgt.okStatus {
 					recordErr(measured, fmt.Sprintf("%d %s", status, strings.TrimSpace(string(errBody))))
 					continue
 				}

@@ -105,7 +105,7 @@ func TestPresignAndDrive(t *testing.T) {
 		close(done)
 	}()
 	o := options{concurrency: 8, duration: 10 * time.Second, warmup: 0}
-	res := drive(context.Background(), srv.URL, bodies, o, os.Getpid())
+	res := drive(context.Background(), target{url: srv.URL, contentType: "application/x-www-form-urlencoded", okStatus: http.StatusOK}, bodies, o, os.Getpid())
 	close(seenCh)
 	<-done
 	if !res.Exhausted || res.OK == 0 || res.OK > 400 || res.Errors != 0 || bad.Load() != 0 || dup.Load() != 0 {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -11,8 +12,18 @@ import (
 	"time"
 )
 
-// rawClient is one keep-alive HTTP/1.1 connection that posts pre-built form bodies to
-// the token endpoint. It exists because net/http's client costs about as much CPU per
+// target is what the generator loads: where bodies go, how they are encoded, and what
+// a success looks like.
+type target struct {
+	url         string
+	contentType string
+	okStatus    int
+	// okMarker, when set, must appear in a successful answer's body.
+	okMarker []byte
+}
+
+// rawClient is one keep-alive HTTP/1.1 connection that posts pre-built bodies to
+// the token endpoint (or, with -mode attest, the attestation endpoint). It exists because net/http's client costs about as much CPU per
 // request as the server's token issuance itself; on a 2-core machine shared with the
 // server, that would measure the generator, not Lanyard. Requests are built once per
 // body (a fixed header block plus the body) and responses are parsed with
@@ -24,10 +35,11 @@ type rawClient struct {
 	conn    net.Conn
 	br      *bufio.Reader
 	buf     []byte
+	t       target
 }
 
-func newRawClient(tokenURL string, timeout time.Duration) *rawClient {
-	u, err := url.Parse(tokenURL)
+func newRawClient(t target, timeout time.Duration) *rawClient {
+	u, err := url.Parse(t.url)
 	if err != nil {
 		panic(err) // validated (and required to be loopback) before the run
 	}
@@ -35,16 +47,17 @@ func newRawClient(tokenURL string, timeout time.Duration) *rawClient {
 	if u.Port() == "" {
 		host = net.JoinHostPort(u.Hostname(), "80")
 	}
-	hdr := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-www-form-urlencoded\r\nAccept: application/json\r\nContent-Length: ",
-		u.RequestURI(), u.Host)
+	hdr := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nAccept: application/json\r\nContent-Length: ",
+		u.RequestURI(), u.Host, t.contentType)
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
-	return &rawClient{addr: host, header: []byte(hdr), timeout: timeout}
+	return &rawClient{addr: host, header: []byte(hdr), timeout: timeout, t: t}
 }
 
 // post sends body and returns the status code, and the start of the body when the
-// status is not 200. A broken connection is redialled on the next call.
+// answer is not a success (the target's status, and its marker in the body when it
+// names one). A broken connection is redialled on the next call.
 func (c *rawClient) post(body []byte) (int, []byte, error) {
 	if c.conn == nil {
 		conn, err := net.DialTimeout("tcp", c.addr, 5*time.Second)
@@ -68,15 +81,23 @@ func (c *rawClient) post(body []byte) (int, []byte, error) {
 		return 0, nil, err
 	}
 	var errBody []byte
-	if resp.StatusCode != http.StatusOK {
+	status := resp.StatusCode
+	switch {
+	case status != c.t.okStatus:
 		errBody, _ = io.ReadAll(io.LimitReader(resp.Body, 512))
+	case c.t.okMarker != nil:
+		// Read the whole answer: a 201 with a contraindicated verdict is not a success.
+		b, rerr := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if rerr == nil && !bytes.Contains(b, c.t.okMarker) {
+			status, errBody = 0, b[:min(len(b), 512)]
+		}
 	}
 	_, err = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	if err != nil || resp.Close {
 		c.close()
 	}
-	return resp.StatusCode, errBody, nil
+	return status, errBody, nil
 }
 
 func (c *rawClient) close() {

@@ -71,3 +71,69 @@ func TestAttestationSigstore(t *testing.T) {
 		t.Fatalf("wrong identity: failed %v", f)
 	}
 }
+
+// TestAttestationSigstorePolicy: signer identities given as anchored regular expressions,
+// and a policy that requires the prompt to be signed as well as the model.
+func TestAttestationSigstorePolicy(t *testing.T) {
+	e := startWith(t, "", func(c *config.Config) { c.SigstoreTrustedRoot = sigstoreFixtures + "trusted_root.json" })
+	read := func(name string) json.RawMessage {
+		b, err := os.ReadFile(sigstoreFixtures + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	root := sha256.Sum256(append(hexSum("config.json"), hexSum("weights")...))
+	m := map[string]string{
+		"model_digest": "sha256:" + hex.EncodeToString(root[:]),
+		// keyless_dsse.json is an in-toto statement whose subjects include sha256("prompt").
+		"prompt_digest": "sha256:" + hex.EncodeToString(hexSum("prompt")),
+	}
+	register := func(name string, signer map[string]string) registered {
+		return e.registerJWT(t, name, map[string]any{"reference": map[string]any{
+			"model_digest": m["model_digest"], "prompt_digest": m["prompt_digest"],
+			"sigstore":       []map[string]string{signer},
+			"require_signed": []string{"model_digest", "prompt_digest"},
+		}})
+	}
+	attestWith := func(a registered, bundles ...json.RawMessage) verdict {
+		body := e.attestBody(t, a, e.challenge(t, a), m)
+		body["sigstore_bundles"] = bundles
+		return e.attest(t, body)
+	}
+
+	a := register("regexp-signer", map[string]string{"issuer": "https://accounts.example.com", "subject_regexp": `[a-z]+@example\.com`})
+	if f := attestWith(a, read("model_signing.json")).failed(); len(f) != 1 || !strings.Contains(f["sigstore.prompt_signed"], "prompt_digest") {
+		t.Fatalf("model signed, prompt not: failed %v, want only sigstore.prompt_signed", f)
+	}
+	if v := attestWith(a, read("model_signing.json"), read("keyless_dsse.json")); v.Status != "affirming" {
+		t.Fatalf("model and prompt signed by a matching identity: %+v", v)
+	}
+
+	// The pattern is anchored: "alice@example.com" does not match "alice@example".
+	b := register("anchored-regexp", map[string]string{"issuer_regexp": `https://accounts\.example\.com`, "subject_regexp": `alice@example`})
+	f := attestWith(b, read("model_signing.json"), read("keyless_dsse.json")).failed()
+	if !strings.Contains(f["sigstore.bundle[0]"], "~alice@example") || f["sigstore.model_signed"] == "" || f["sigstore.prompt_signed"] == "" {
+		t.Fatalf("unanchored match: failed %v", f)
+	}
+
+	// Registration refuses what the verifier could not use.
+	for _, tt := range []struct {
+		ref   map[string]any
+		field string
+	}{
+		{map[string]any{"model_digest": m["model_digest"], "sigstore": []map[string]string{{"issuer": "https://a.example", "subject_regexp": "(unclosed"}}}, "reference.sigstore[0].subject_regexp"},
+		{map[string]any{"model_digest": m["model_digest"], "sigstore": []map[string]string{{"subject": "x@example.com"}}}, "reference.sigstore[0].issuer"},
+		{map[string]any{"model_digest": m["model_digest"], "require_signed": []string{"model_digest"}}, "reference.require_signed"},
+		{map[string]any{"model_digest": m["model_digest"], "require_signed": []string{"weights"},
+			"sigstore": []map[string]string{{"issuer": "https://a.example", "subject": "x"}}}, "reference.require_signed[0]"},
+	} {
+		r := e.api("POST", "/v1/agents", map[string]any{
+			"name": "bad-policy", "namespace": "default", "owner": "team",
+			"credential": map[string]any{"type": "client_secret"}, "reference": tt.ref,
+		})
+		if r.status != 400 || !strings.Contains(string(r.body), `"field":"`+tt.field+`"`) {
+			t.Errorf("reference %v: %d %s, want 400 naming %s", tt.ref, r.status, r.body, tt.field)
+		}
+	}
+}

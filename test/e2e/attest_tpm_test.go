@@ -7,33 +7,35 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-tpm/tpm2/transport/simulator"
 	"github.com/gowebpki/jcs"
 
 	"github.com/lanyardhq/lanyard/internal/attest"
 	"github.com/lanyardhq/lanyard/internal/attest/tpm"
 )
 
-// TestAttestationTPM attests with a real quote from the in-process TPM simulator: the
-// quote binds the server's nonce and the measurements, the AK is the enrolled one, and
-// PCR 16 has its registered value. A quote replayed with a new nonce is refused.
+// TestAttestationTPM attests with real quotes from swtpm (over its socket) and from the
+// in-process simulator: the quote binds the server's nonce and the measurements, the AK
+// is the enrolled one, and PCR 16 has its registered value. A quote replayed with a new
+// nonce is refused.
 func TestAttestationTPM(t *testing.T) {
-	sim, err := simulator.OpenSimulator()
-	if err != nil {
-		t.Fatalf("open TPM simulator: %v", err)
+	for _, b := range tpmBackends() {
+		t.Run(b.name, func(t *testing.T) { testAttestationTPM(t, b) })
 	}
-	defer sim.Close()
-	at, err := tpm.NewAttester(sim)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer at.Close()
-	probe, err := at.Quote(make([]byte, 32), []int{16})
-	if err != nil {
-		t.Fatal(err)
-	}
+}
 
+func testAttestationTPM(t *testing.T, b tpmBackend) {
 	forEachStore(t, func(t *testing.T, e *env) {
+		tp := b.open(t)
+		at, err := tpm.NewAttester(tp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer at.Close()
+		probe, err := at.Quote(make([]byte, 32), []int{16})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.enrol(t, at)
 		ref := map[string]any{"model_digest": modelDigest, "tpm": map[string]any{
 			"ak_public": base64.StdEncoding.EncodeToString(at.AKPublic()),
 			"pcrs":      map[string]any{"sha256": map[string]string{"16": probe.PCRs["sha256"]["16"]}},

@@ -212,7 +212,7 @@ func TestTokenRefusals(t *testing.T) {
 				401, "invalid_client", "signature does not verify"},
 			{"expired assertion", assertionForm(a.key.sign(t, assertion{iss: a.id, aud: []string{tokenURL}, iat: now.Add(-3 * time.Minute), exp: now.Add(-2 * time.Minute)})),
 				401, "invalid_client", "client assertion expired at"},
-			{"lifetime over 5 minutes", assertionForm(a.key.sign(t, assertion{iss: a.id, aud: []string{tokenURL}, exp: now.Add(10 * time.Minute)})),
+			{"lifetime over 5 minutes", assertionForm(a.key.sign(t, assertion{iss: a.id, aud: []string{tokenURL}, iat: now, exp: now.Add(10 * time.Minute)})),
 				401, "invalid_client", "lifetime 10m0s exceeds 5m0s"},
 			{"replayed jti", assertionForm(replayed), 401, "invalid_client", "jti was already used"},
 			{"wrong aud", assertionForm(a.key.sign(t, assertion{iss: a.id, aud: []string{"https://evil.example.com/token"}})),

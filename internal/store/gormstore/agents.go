@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -84,6 +85,18 @@ func (s *Store) ListAgents(ctx context.Context, f store.AgentFilter) ([]store.Ag
 	}
 	if f.After != "" {
 		q = q.Where("id > ?", f.After)
+	}
+	if f.RiskLevel != "" {
+		q = q.Where("risk_level = ?", f.RiskLevel)
+	}
+	if f.NameContains != "" {
+		q = q.Where(`LOWER(name) LIKE ? ESCAPE '\'`, "%"+likeEscaper.Replace(strings.ToLower(f.NameContains))+"%")
+	}
+	if f.Namespaces != nil {
+		if len(f.Namespaces) == 0 {
+			return []store.Agent{}, nil
+		}
+		q = q.Where("namespace IN ?", f.Namespaces)
 	}
 	out := []store.Agent{}
 	if err := q.Order("id").Limit(limit(f.Limit)).Find(&out).Error; err != nil {
@@ -168,7 +181,8 @@ func (s *Store) ListCredentials(ctx context.Context, agentID string) ([]store.Cr
 	return out, nil
 }
 
-// RotateCredential implements store.Credentials. next.AgentID is set to agentID when
+// RotateCredential implements store.Credentials. Federated credentials are not
+// rotated: they are added and removed one by one. next.AgentID is set to agentID when
 // empty and must equal it otherwise; next.State is set to store.CredentialActive.
 // ErrNotFound if the agent does not exist. The agent's UpdatedAt moves with its
 // Generation.
@@ -188,7 +202,7 @@ func (s *Store) RotateCredential(ctx context.Context, agentID string, next *stor
 			return err
 		}
 		err := tx.Model(&store.Credential{}).
-			Where("agent_id = ? AND state = ?", agentID, store.CredentialActive).
+			Where("agent_id = ? AND state = ? AND type <> ?", agentID, store.CredentialActive, store.CredentialFederated).
 			UpdateColumns(map[string]any{"state": store.CredentialRetiring, "expires_at": grace}).Error
 		if err != nil {
 			return err
@@ -247,3 +261,6 @@ func bumpGeneration(tx *gorm.DB, agentID string) error {
 	}
 	return nil
 }
+
+// likeEscaper escapes LIKE's wildcards (the pattern's ESCAPE character is a backslash).
+var likeEscaper = strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`)

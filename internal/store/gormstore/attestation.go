@@ -53,6 +53,14 @@ func (s *Store) PurgeChallenges(ctx context.Context, now time.Time) (int64, erro
 	return res.RowsAffected, nil
 }
 
+// CountChallenges implements store.Attestations.
+func (s *Store) CountChallenges(ctx context.Context, clientID string, now time.Time) (int64, error) {
+	var n int64
+	err := s.r.WithContext(ctx).Model(&store.AttestationChallenge{}).
+		Where("client_id = ? AND expires_at > ?", clientID, now.UTC()).Count(&n).Error
+	return n, wrapErr("count challenges", err)
+}
+
 // CreateAttestation implements store.Attestations. ErrConflict if the id exists.
 func (s *Store) CreateAttestation(ctx context.Context, r *store.AttestationResult) error {
 	if r == nil || r.ID == "" || r.AgentID == "" || r.Status == "" {

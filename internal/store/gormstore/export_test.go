@@ -14,10 +14,14 @@ var Models = []any{
 	&store.AttestationChallenge{},
 	&store.AttestationResult{},
 	&store.TPMCounters{},
+	&store.TPMEnrolment{},
+	&store.PendingTPMEnrolment{},
 	&store.Rotation{},
 	&store.RotationPolicy{},
 	&lease{},
 	&secretDestroy{},
+	&store.FederationIssuer{},
+	&store.UISession{},
 }
 
 // DB exposes the writer's gorm handle to the tests.

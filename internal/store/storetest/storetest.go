@@ -45,6 +45,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Agent/CountByStatus", testAgentCountByStatus},
 		{"Credential/RotateListDelete", testCredentialRotateListDelete},
 		{"Credential/NotFound", testCredentialNotFound},
+		{"Credential/Federated", testFederatedCredentials},
+		{"Federation/Issuers", testFederationIssuers},
 		{"SigningKey/CreateListUpdate", testSigningKeys},
 		{"Audit/Empty", testAuditEmpty},
 		{"Audit/AppendChain", testAuditAppendChain},
@@ -58,6 +60,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Attestation/ChallengeConcurrent", testAttestationChallengeConcurrent},
 		{"Attestation/Results", testAttestationResults},
 		{"Attestation/TPMCounters", testTPMCounters},
+		{"TPMEnrolment/Pending", testPendingTPMEnrolment},
+		{"TPMEnrolment/PendingConcurrent", testPendingTPMEnrolmentConcurrent},
+		{"TPMEnrolment/Enrolled", testTPMEnrolment},
 		{"Setting", testSetting},
 		{"Setting/IfAbsentConcurrent", testSettingIfAbsentConcurrent},
 		{"Concurrent/MixedWorkload", testMixedWorkload},
@@ -1208,6 +1213,27 @@ func testAttestationChallenge(t *testing.T, s store.Store) {
 	old := &store.AttestationChallenge{NonceHash: []byte("hash-old"), ClientID: "agt_1", ExpiresAt: t0.Add(-time.Second)}
 	if err := s.CreateChallenge(ctx(t), old); err != nil {
 		t.Fatal(err)
+	}
+	for i, c := range []*store.AttestationChallenge{
+		{NonceHash: []byte("hash-a1"), ClientID: "agt_a", ExpiresAt: t0.Add(time.Minute)},
+		{NonceHash: []byte("hash-a2"), ClientID: "agt_a", ExpiresAt: t0.Add(2 * time.Minute)},
+		{NonceHash: []byte("hash-b1"), ClientID: "agt_b", ExpiresAt: t0.Add(time.Minute)},
+	} {
+		if err := s.CreateChallenge(ctx(t), c); err != nil {
+			t.Fatalf("challenge %d: %v", i, err)
+		}
+	}
+	if n, err := s.CountChallenges(ctx(t), "agt_a", t0); err != nil || n != 2 {
+		t.Errorf("CountChallenges(agt_a) = %d, %v; want 2", n, err)
+	}
+	if n, err := s.CountChallenges(ctx(t), "agt_a", t0.Add(time.Minute)); err != nil || n != 1 {
+		t.Errorf("CountChallenges(agt_a, +1m) = %d, %v; want 1 (expiring exactly then does not count)", n, err)
+	}
+	if n, err := s.CountChallenges(ctx(t), "agt_1", t0); err != nil || n != 0 {
+		t.Errorf("CountChallenges(agt_1) = %d, %v; want 0 (its only challenge expired)", n, err)
+	}
+	if n, err := s.CountChallenges(ctx(t), "agt_c", t0); err != nil || n != 0 {
+		t.Errorf("CountChallenges(agt_c) = %d, %v; want 0", n, err)
 	}
 	if n, err := s.PurgeChallenges(ctx(t), t0); err != nil || n != 1 {
 		t.Errorf("PurgeChallenges = %d, %v; want 1", n, err)
