@@ -41,6 +41,7 @@ func newRootCmd() *cobra.Command {
 		newMeasureCmd(),
 		newAttestCmd(),
 		newTPMCmd(),
+		newRotationCmd(),
 	)
 	return root
 }

@@ -149,7 +149,11 @@ func (h *rotationHandler) rotateKey(c echo.Context) error {
 	if errors.Is(err, keys.ErrUnsupportedAlg) {
 		return &lifecycle.ValidationError{Fields: []lifecycle.FieldError{{Field: "alg", Detail: "must be ES256 or RS256"}}}
 	}
-	if err != nil && r == nil {
+	if errors.Is(err, rotation.ErrSecretsBackend) {
+		// The rotation is recorded and the scheduler retries it with backoff.
+		return &lifecycle.UnavailableError{Err: err}
+	}
+	if err != nil {
 		return err
 	}
 	status := http.StatusOK

@@ -204,14 +204,15 @@ func (e *Engine) TickHeld(ctx context.Context) (bool, error) {
 	if err := e.resumeOpen(wctx); err != nil {
 		errs = append(errs, err)
 	}
-	if err := e.startDue(wctx); err != nil {
+	// One pass over the credentials both starts the due rotations and counts compliance
+	// (the figures are those at the start of the pass, before this tick's rotations).
+	comp, err := e.startDue(wctx)
+	if err != nil {
 		errs = append(errs, err)
 	}
 	e.retryDestroys(wctx)
-	if c, err := e.computeCompliance(wctx); err != nil {
-		errs = append(errs, err)
-	} else {
-		e.publish(wctx, c)
+	if comp != nil {
+		e.publish(wctx, comp)
 	}
 	return true, errors.Join(errs...)
 }
@@ -329,7 +330,7 @@ func (e *Engine) backoff(attempts int) time.Duration {
 func classify(err error) string {
 	var ue *lifecycle.UnavailableError
 	switch {
-	case errors.As(err, &ue), errors.Is(err, errSecrets):
+	case errors.As(err, &ue), errors.Is(err, ErrSecretsBackend):
 		return "secrets backend unavailable"
 	case errors.Is(err, context.DeadlineExceeded):
 		return "timeout"
@@ -337,7 +338,8 @@ func classify(err error) string {
 	return "error"
 }
 
-var errSecrets = errors.New("secrets backend")
+// ErrSecretsBackend wraps a signing key rotation step that failed in the secrets backend.
+var ErrSecretsBackend = errors.New("rotation: secrets backend")
 
 func truncate(s string, n int) string {
 	if len(s) <= n {
@@ -353,23 +355,26 @@ func (e *Engine) hook(ctx context.Context, point string) error {
 	return e.opts.Hook(ctx, point)
 }
 
-// startDue starts the rotations that are due and advances them.
-func (e *Engine) startDue(ctx context.Context) error {
+// startDue starts the rotations that are due and advances them, and returns the
+// compliance figures it counted on the way (nil if the credential scan failed).
+func (e *Engine) startDue(ctx context.Context) (*Compliance, error) {
 	var errs []error
 	now := e.opts.Now()
+	comp := &Compliance{ComputedAt: now.UTC()}
 	if e.opts.KeyEvery > 0 {
 		recs, err := e.st.ListSigningKeys(ctx)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for _, alg := range e.opts.Algs {
 			last, ok := lastActivated(recs, alg)
+			comp.SigningKey.add(ok && now.Before(last.Add(e.opts.KeyEvery+e.tolerance())))
 			if !ok || now.Before(last.Add(e.opts.KeyEvery-e.opts.PublishAhead)) {
 				continue
 			}
 			if _, err := e.RotateSigningKey(ctx, "system", alg, lifecycle.CauseScheduled, false); err != nil {
 				if errors.Is(err, ErrStop) {
-					return err
+					return nil, err
 				}
 				errs = append(errs, err)
 			}
@@ -379,12 +384,16 @@ func (e *Engine) startDue(ctx context.Context) error {
 	for {
 		page, err := e.st.ActiveCredentials(ctx, after, 1000)
 		if err != nil {
-			return errors.Join(append(errs, err)...)
+			return nil, errors.Join(append(errs, err)...)
 		}
 		for i := range page {
 			d := &page[i]
 			every, grace := e.agentPolicy(d.Policy)
-			if every <= 0 || !managed(&d.Credential) || now.Before(d.CreatedAt.Add(every)) {
+			if every <= 0 {
+				continue
+			}
+			comp.AgentCredential.add(now.Before(d.CreatedAt.Add(every + e.tolerance())))
+			if !managed(&d.Credential) || now.Before(d.CreatedAt.Add(every)) {
 				continue
 			}
 			r, err := e.svc.StartCredentialRotation(ctx, "system", d.AgentID, lifecycle.CauseScheduled, grace)
@@ -397,7 +406,7 @@ func (e *Engine) startDue(ctx context.Context) error {
 			}
 			if err := e.advance(ctx, r); err != nil {
 				if errors.Is(err, ErrStop) {
-					return err
+					return nil, err
 				}
 				errs = append(errs, err)
 			}
@@ -407,7 +416,9 @@ func (e *Engine) startDue(ctx context.Context) error {
 		}
 		after = page[len(page)-1].AgentID
 	}
-	return errors.Join(errs...)
+	comp.AgentCredential.finish()
+	comp.SigningKey.finish()
+	return comp, errors.Join(errs...)
 }
 
 func managed(c *store.Credential) bool {
@@ -507,7 +518,7 @@ func (e *Engine) advanceKey(ctx context.Context, r *store.Rotation) (*store.Rota
 		case store.StepStarted:
 			st, serr := e.km.StageKey(ctx, r.Subject)
 			if serr != nil {
-				return r, fmt.Errorf("%w: %w", errSecrets, serr)
+				return r, fmt.Errorf("%w: %w", ErrSecretsBackend, serr)
 			}
 			if err := e.hook(ctx, "signing_key.after_store"); err != nil {
 				return r, err

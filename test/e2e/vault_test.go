@@ -72,6 +72,10 @@ func TestVault(t *testing.T) {
 				c.Vault.SecretIDFile = secretIDFile
 				c.Vault.PathPrefix = "e2e"
 				c.Vault.Timeout = 3 * time.Second
+				// A fast scheduler, so the test can watch it complete a rotation.
+				c.Rotation.CheckInterval = time.Second
+				c.Rotation.SigningKeyPublishAhead = 2 * time.Second
+				c.Rotation.LeaseTTL = 10 * time.Second
 			})
 			kv := root.KVv2("secret")
 			ns := "vault-" + db
@@ -153,6 +157,22 @@ func TestVault(t *testing.T) {
 			r = e.api(http.MethodPost, "/v1/signing-keys/rotate", map[string]any{"alg": "ES256"})
 			if r.status != http.StatusAccepted || r.json(t)["step"] != "next" {
 				t.Fatalf("signing key rotation: %d %s", r.status, r.body)
+			}
+			newKID := r.json(t)["new_ref"].(string)
+			if jwks := e.do(mustGet(t, e.base+"/oauth2/jwks")); !strings.Contains(string(jwks.body), newKID) {
+				t.Fatal("the next key is not published")
+			}
+			// The server's scheduler activates it once the publish-ahead period is over.
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				r = e.api(http.MethodGet, "/v1/rotation", nil)
+				if strings.Contains(string(r.body), `"kid":"`+newKID+`"`) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the scheduler did not activate the new key: %s", r.body)
+				}
+				time.Sleep(200 * time.Millisecond)
 			}
 			m := e.do(mustGet(t, e.base+"/metrics"))
 			for _, want := range []string{"lanyard_rotation_compliance_ratio", "lanyard_secrets_backend_up", "lanyard_rotation_credentials"} {

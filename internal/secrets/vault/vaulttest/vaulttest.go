@@ -45,10 +45,15 @@ type Server struct {
 	Addr string
 	// RootToken is the dev server's root token.
 	RootToken string
+	// CACert is the PEM file of the CA that signed the server's certificate, for a
+	// server started with StartTLS (its certificate names 127.0.0.1 and localhost).
+	CACert string
 
-	cmd  *exec.Cmd
-	done chan struct{}
-	logs *syncBuffer
+	cmd    *exec.Cmd
+	done   chan struct{}
+	logs   *syncBuffer
+	home   string
+	tlsDir string
 }
 
 // Binary returns the Vault binary to run, or ErrNoVault.
@@ -72,7 +77,13 @@ func Binary() (string, error) {
 
 // Start starts a dev server on a free 127.0.0.1 port and waits until it is unsealed
 // and its KV v2 mount answers. Call Stop when done.
-func Start() (*Server, error) {
+func Start() (*Server, error) { return start(false) }
+
+// StartTLS is Start with HTTPS (vault server -dev-tls): the server's certificate is
+// signed by a generated CA whose PEM file is CACert.
+func StartTLS() (*Server, error) { return start(true) }
+
+func start(withTLS bool) (*Server, error) {
 	bin, err := Binary()
 	if err != nil {
 		return nil, err
@@ -87,11 +98,18 @@ func Start() (*Server, error) {
 		done:      make(chan struct{}),
 		logs:      &syncBuffer{},
 	}
-	s.cmd = exec.Command(bin, "server", "-dev",
-		"-dev-root-token-id="+s.RootToken,
-		fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port),
-		"-dev-no-store-token",
-	)
+	args := []string{"server", "-dev", "-dev-root-token-id=" + s.RootToken, fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port)}
+	if withTLS {
+		dir, err := os.MkdirTemp("", "vaulttest-tls-")
+		if err != nil {
+			return nil, err
+		}
+		s.tlsDir = dir
+		s.Addr = fmt.Sprintf("https://127.0.0.1:%d", port)
+		s.CACert = filepath.Join(dir, "vault-ca.pem")
+		args = append(args, "-dev-tls", "-dev-tls-cert-dir="+dir)
+	}
+	s.cmd = exec.Command(bin, args...)
 	// The dev server must not pick up a developer's VAULT_* settings.
 	env := []string{}
 	for _, kv := range os.Environ() {
@@ -99,9 +117,17 @@ func Start() (*Server, error) {
 			env = append(env, kv)
 		}
 	}
-	s.cmd.Env = append(env, "VAULT_DISABLE_MLOCK=true", "HOME="+os.TempDir())
+	// HOME: the dev server writes its root token to ~/.vault-token; keep it out of the
+	// developer's home.
+	home, err := os.MkdirTemp("", "vaulttest-home-")
+	if err != nil {
+		return nil, err
+	}
+	s.home = home
+	s.cmd.Env = append(env, "VAULT_DISABLE_MLOCK=true", "HOME="+home)
 	s.cmd.Stdout = s.logs
 	s.cmd.Stderr = s.logs
+	dieWithParent(s.cmd)
 	if err := s.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("vaulttest: start %s: %w", bin, err)
 	}
@@ -117,16 +143,18 @@ func Start() (*Server, error) {
 }
 
 func (s *Server) waitReady(ctx context.Context) error {
-	c := s.Client()
 	for {
 		select {
 		case <-s.done:
 			return errors.New("vault exited")
 		default:
 		}
-		_, err := c.Logical().WriteWithContext(ctx, "secret/config", map[string]any{"max_versions": 100})
+		c, err := s.newClient() // with TLS, fails until the CA file is complete
 		if err == nil {
-			return nil
+			_, err = c.Logical().WriteWithContext(ctx, "secret/config", map[string]any{"max_versions": 100})
+			if err == nil {
+				return nil
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -138,16 +166,29 @@ func (s *Server) waitReady(ctx context.Context) error {
 
 // Client returns a new client authenticated with the root token.
 func (s *Server) Client() *api.Client {
+	c, err := s.newClient()
+	if err != nil {
+		panic(err) // Start checked that a client can be built
+	}
+	return c
+}
+
+func (s *Server) newClient() (*api.Client, error) {
 	cfg := api.DefaultConfig()
 	cfg.Address = s.Addr
 	cfg.MaxRetries = 0
+	if s.CACert != "" {
+		if err := cfg.ConfigureTLS(&api.TLSConfig{CACert: s.CACert}); err != nil {
+			return nil, err
+		}
+	}
 	c, err := api.NewClient(cfg)
 	if err != nil {
-		panic(err) // only fails on a bad address, which Start chose
+		return nil, err
 	}
 	c.ClearNamespace()
 	c.SetToken(s.RootToken)
-	return c
+	return c, nil
 }
 
 // Stop stops the server and waits for it to exit.
@@ -161,6 +202,12 @@ func (s *Server) Stop() {
 	case <-time.After(10 * time.Second):
 		_ = s.cmd.Process.Kill()
 		<-s.done
+	}
+	if s.home != "" {
+		_ = os.RemoveAll(s.home)
+	}
+	if s.tlsDir != "" {
+		_ = os.RemoveAll(s.tlsDir)
 	}
 }
 
