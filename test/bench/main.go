@@ -84,7 +84,19 @@ type options struct {
 	// attested registers the agent with a reference measurement and attests it once
 	// before the run, so that every token request passes the attestation gate.
 	attested bool
+	// auth is the client authentication of the token requests: private_key_jwt or
+	// client_secret_basic.
+	auth string
+	// hydraAdmin, with url, makes the target an Ory Hydra server: the client is
+	// registered through this admin API URL instead of Lanyard's /v1.
+	hydraAdmin string
 }
+
+// Client authentication methods the generator can use.
+const (
+	authPrivateKeyJWT     = "private_key_jwt"
+	authClientSecretBasic = "client_secret_basic"
+)
 
 type multiFlag []string
 
@@ -92,6 +104,21 @@ func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 func main() {
+	if len(os.Args) > 1 && (os.Args[1] == "compare" || os.Args[1] == "scale") {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		var err error
+		if os.Args[1] == "compare" {
+			err = compareMain(ctx, os.Args[2:])
+		} else {
+			err = scaleMain(ctx, os.Args[2:])
+		}
+		stop()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench %s: %v\n", os.Args[1], err)
+			os.Exit(1)
+		}
+		return
+	}
 	var o options
 	flag.IntVar(&o.concurrency, "c", 64, "concurrent clients")
 	flag.DurationVar(&o.duration, "d", 20*time.Second, "measured duration")
@@ -110,6 +137,8 @@ func main() {
 	flag.IntVar(&o.maxErrors, "max-errors", 0, "exit non-zero when the measured window has more errors than this")
 	flag.StringVar(&o.mode, "mode", "token", "token: load the token endpoint; attest: load POST /v1/attestations (challenges fetched before the clock starts)")
 	flag.BoolVar(&o.attested, "attested", false, "register the agent with a reference measurement and attest it first, so every token passes the attestation gate")
+	flag.StringVar(&o.auth, "auth", authPrivateKeyJWT, "client authentication: private_key_jwt (a pre-signed ES256 assertion per request) or client_secret_basic")
+	flag.StringVar(&o.hydraAdmin, "hydra-admin", "", "with -url: the target is Ory Hydra, and this is its admin API URL (loopback), where the client is registered")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -146,6 +175,22 @@ func (o *options) validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("-mode %q: want token or attest", o.mode))
 	}
+	switch o.auth {
+	case authPrivateKeyJWT, authClientSecretBasic:
+	default:
+		errs = append(errs, fmt.Errorf("-auth %q: want %s or %s", o.auth, authPrivateKeyJWT, authClientSecretBasic))
+	}
+	if o.hydraAdmin != "" {
+		if err := requireLoopback(o.hydraAdmin); err != nil {
+			errs = append(errs, fmt.Errorf("-hydra-admin: %w", err))
+		}
+		if o.url == "" {
+			errs = append(errs, errors.New("-hydra-admin needs -url (Hydra's public URL)"))
+		}
+		if o.mode != "token" || o.attested {
+			errs = append(errs, errors.New("-hydra-admin: only -mode token without -attested (Hydra has no attestation)"))
+		}
+	}
 	if o.rate < 1 {
 		errs = append(errs, fmt.Errorf("-rate %g: must be at least 1", o.rate))
 	}
@@ -156,7 +201,7 @@ func (o *options) validate() error {
 		if o.adminToken == "" {
 			o.adminToken = os.Getenv("LANYARD_ADMIN_TOKEN")
 		}
-		if o.adminToken == "" {
+		if o.adminToken == "" && o.hydraAdmin == "" {
 			errs = append(errs, errors.New("-url needs -admin-token (or LANYARD_ADMIN_TOKEN) to register the bench agent"))
 		}
 	}
@@ -204,50 +249,39 @@ func run(ctx context.Context, o options) error {
 	}
 
 	httpClient := &http.Client{Transport: newTransport(o.concurrency), Timeout: o.timeout}
-	c := client.New(baseURL, adminToken, httpClient)
-	disc, err := c.Discover(ctx)
+	var (
+		c   *client.Client
+		reg *registration
+		err error
+	)
+	if o.hydraAdmin != "" {
+		reg, err = registerHydraClient(ctx, httpClient, o)
+	} else {
+		c = client.New(baseURL, adminToken, httpClient)
+		reg, err = registerLanyardAgent(ctx, c, o)
+	}
 	if err != nil {
 		return err
 	}
-	if err := requireLoopback(disc.TokenEndpoint); err != nil {
-		return fmt.Errorf("discovered token endpoint: %w", err)
-	}
+	logf("registered %s client %s (%s); token endpoint %s", reg.server, reg.clientID, o.auth, reg.tokenURL)
 
-	attested := o.attested || o.mode == "attest"
-	key, agent, err := registerAgent(ctx, c, o.scope, attested)
-	if err != nil {
-		return err
-	}
-	auth := client.AgentAuth{ClientID: agent.ClientID, Key: key}
-	if attested {
-		if err := attestOnce(ctx, c, auth); err != nil {
-			return err
-		}
-	}
-	logf("registered agent %s (client_id %s); token endpoint %s", agent.ID, agent.ClientID, disc.TokenEndpoint)
-
-	var scopes []string
-	if o.scope != "" {
-		scopes = []string{o.scope}
-	}
+	tokenTarget := target{url: reg.tokenURL, contentType: "application/x-www-form-urlencoded", okStatus: http.StatusOK, header: reg.authHeader()}
 	// One real request first, so a misconfiguration shows as one clear error rather
 	// than as a run full of failures after seconds of signing.
-	if _, err := c.RequestToken(ctx, client.TokenRequest{
-		TokenURL: disc.TokenEndpoint, Audience: disc.Issuer, ClientID: agent.ClientID, Key: key, Scopes: scopes,
-	}); err != nil {
-		return fmt.Errorf("sanity token request: %w", err)
+	if err := checkToken(tokenTarget, reg, o.scope, o.timeout); err != nil {
+		return fmt.Errorf("sanity token request to %s: %w", reg.server, err)
 	}
 
 	n := int(math.Ceil(o.rate*(o.warmup+o.duration).Seconds())) + o.concurrency
 	t0 := time.Now()
-	tgt := target{url: disc.TokenEndpoint, contentType: "application/x-www-form-urlencoded", okStatus: http.StatusOK}
+	tgt := tokenTarget
 	var bodies [][]byte
 	if o.mode == "attest" {
 		tgt = target{url: strings.TrimSuffix(baseURL, "/") + "/v1/attestations", contentType: "application/json",
 			okStatus: http.StatusCreated, okMarker: []byte(`"status":"affirming"`)}
-		bodies, err = prepareAttestations(ctx, c, auth, tgt.url, n)
+		bodies, err = prepareAttestations(ctx, c, reg.agentAuth(), tgt.url, n)
 	} else {
-		bodies, err = presign(ctx, key, agent.ClientID, disc.Issuer, o.scope, n)
+		bodies, err = tokenBodies(ctx, reg, o.scope, n)
 	}
 	if err != nil {
 		return err
@@ -256,7 +290,8 @@ func run(ctx context.Context, o options) error {
 
 	logf("running %d clients: %s warm-up, %s measured", o.concurrency, o.warmup, o.duration)
 	res := drive(ctx, tgt, bodies, o, pid)
-	res.Mode, res.Attested = o.mode, attested
+	res.Mode, res.Attested = o.mode, o.attested || o.mode == "attest"
+	res.Target, res.Auth = reg.server, o.auth
 	res.Server = baseURL
 	res.StartedServer = srv != nil
 	if srv != nil {
@@ -481,19 +516,14 @@ func (s *server) stop(logf func(string, ...any)) {
 	os.RemoveAll(s.dir)
 }
 
-// registerAgent registers a fresh ES256 private_key_jwt agent allowed scope.
-func registerAgent(ctx context.Context, c *client.Client, scope string, attested bool) (*jose.JSONWebKey, *client.Agent, error) {
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+// registerAgent registers a fresh agent allowed scope that issues ES256 tokens: a
+// private_key_jwt agent with a new ES256 key, or with secret a client_secret agent
+// (then the key is nil and the secret is returned).
+func registerAgent(ctx context.Context, c *client.Client, scope string, attested, secret bool) (*jose.JSONWebKey, *client.Agent, string, error) {
+	key, pub, err := newES256Key()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
-	pub := jose.JSONWebKey{Key: &priv.PublicKey, Algorithm: "ES256", Use: "sig"}
-	tp, err := pub.Thumbprint(crypto.SHA256)
-	if err != nil {
-		return nil, nil, err
-	}
-	pub.KeyID = base64.RawURLEncoding.EncodeToString(tp)
-	key := &jose.JSONWebKey{Key: priv, KeyID: pub.KeyID, Algorithm: "ES256", Use: "sig"}
 
 	suffix := make([]byte, 4)
 	rand.Read(suffix)
@@ -504,12 +534,15 @@ func registerAgent(ctx context.Context, c *client.Client, scope string, attested
 		Owner:       "bench",
 		Purpose:     "load test of token issuance",
 		RiskLevel:   client.RiskLow,
-		Credential:  client.CredentialSpec{Type: client.CredentialPrivateKeyJWT, JWKS: &jose.JSONWebKeySet{Keys: []jose.JSONWebKey{pub}}},
+		Credential:  client.CredentialSpec{Type: client.CredentialPrivateKeyJWT, JWKS: &jose.JSONWebKeySet{Keys: []jose.JSONWebKey{*pub}}},
 		TokenAlg:    "ES256",
 		MaxTokenTTL: &ttl,
 	}
 	if scope != "" {
 		req.AllowedScopes = []string{scope}
+	}
+	if secret {
+		key, req.Credential = nil, client.CredentialSpec{Type: client.CredentialClientSecret}
 	}
 	if attested {
 		// The longest verdict the server allows, so that none expires mid-run.
@@ -519,15 +552,34 @@ func registerAgent(ctx context.Context, c *client.Client, scope string, attested
 	}
 	res, err := c.RegisterAgent(ctx, req)
 	if err != nil {
-		return nil, nil, fmt.Errorf("register bench agent: %w", err)
+		return nil, nil, "", fmt.Errorf("register bench agent: %w", err)
 	}
 	agent := &res.Agent
 	if agent.Status == client.StatusPending {
 		if agent, err = c.Transition(ctx, agent.ID, client.ActionActivate, "bench"); err != nil {
-			return nil, nil, fmt.Errorf("activate bench agent: %w", err)
+			return nil, nil, "", fmt.Errorf("activate bench agent: %w", err)
 		}
 	}
-	return key, agent, nil
+	if secret && res.ClientSecret == "" {
+		return nil, nil, "", errors.New("register bench agent: no client_secret in the answer")
+	}
+	return key, agent, res.ClientSecret, nil
+}
+
+// newES256Key returns a fresh P-256 private key and its public JWK, with the RFC 7638
+// thumbprint as key id.
+func newES256Key() (*jose.JSONWebKey, *jose.JSONWebKey, error) {
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	pub := &jose.JSONWebKey{Key: &priv.PublicKey, Algorithm: "ES256", Use: "sig"}
+	tp, err := pub.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return nil, nil, err
+	}
+	pub.KeyID = base64.RawURLEncoding.EncodeToString(tp)
+	return &jose.JSONWebKey{Key: priv, KeyID: pub.KeyID, Algorithm: "ES256", Use: "sig"}, pub, nil
 }
 
 // benchMeasurements are the bench agent's reference measurements and what it reports.
@@ -623,7 +675,10 @@ func presign(ctx context.Context, key *jose.JSONWebKey, clientID, audience, scop
 	prefix += "&client_assertion="
 	bodies := make([][]byte, n)
 	now := time.Now()
-	workers := runtime.GOMAXPROCS(0)
+	// Signing happens before the clock starts, on every core even when the generator
+	// runs with GOMAXPROCS=1 for the measured part.
+	workers := runtime.NumCPU()
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(workers))
 	var (
 		wg       sync.WaitGroup
 		next     atomic.Int64
@@ -659,6 +714,8 @@ func presign(ctx context.Context, key *jose.JSONWebKey, clientID, audience, scop
 // result is the report of one run.
 type result struct {
 	Server        string  `json:"server"`
+	Target        string  `json:"target"` // lanyard or hydra
+	Auth          string  `json:"auth"`
 	StartedServer bool    `json:"started_server"`
 	Mode          string  `json:"mode"`
 	Attested      bool    `json:"attested"`
@@ -693,7 +750,7 @@ func (r *result) print(w io.Writer) {
 	case r.Attested:
 		fmt.Fprintf(w, "lanyard token issuance: client_credentials, private_key_jwt ES256, through the attestation gate\n")
 	default:
-		fmt.Fprintf(w, "lanyard token issuance: client_credentials, private_key_jwt ES256\n")
+		fmt.Fprintf(w, "%s token issuance: client_credentials, %s, ES256 tokens\n", r.Target, r.Auth)
 	}
 	where := r.Server
 	if r.StartedServer {
