@@ -90,6 +90,18 @@ type options struct {
 	// hydraAdmin, with url, makes the target an Ory Hydra server: the client is
 	// registered through this admin API URL instead of Lanyard's /v1.
 	hydraAdmin string
+	// clientIDsFile and keyFile make token requests come from existing agents (one
+	// client_id a line, all registered with the public half of the private JWK in
+	// keyFile) instead of one registered for the run: bench scale uses them to spread
+	// the load over many agents.
+	clientIDsFile string
+	keyFile       string
+
+	// Not flags: bench scale restarts one server on the same data dir and schema.
+	// dataDir, when set, is used (and kept) instead of a fresh temp dir; with
+	// exactDatabaseURL the database URL is used as given, not with a fresh schema.
+	dataDir          string
+	exactDatabaseURL bool
 }
 
 // Client authentication methods the generator can use.
@@ -135,10 +147,12 @@ func main() {
 	flag.BoolVar(&o.jsonOut, "json", false, "print the report as JSON")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temp data dir and server log")
 	flag.IntVar(&o.maxErrors, "max-errors", 0, "exit non-zero when the measured window has more errors than this")
-	flag.StringVar(&o.mode, "mode", "token", "token: load the token endpoint; attest: load POST /v1/attestations (challenges fetched before the clock starts)")
+	flag.StringVar(&o.mode, "mode", "token", "token: load the token endpoint; introspect: load /oauth2/introspect (tokens issued before the clock starts, a client_secret resource server calls); attest: load POST /v1/attestations (challenges fetched before the clock starts)")
 	flag.BoolVar(&o.attested, "attested", false, "register the agent with a reference measurement and attest it first, so every token passes the attestation gate")
 	flag.StringVar(&o.auth, "auth", authPrivateKeyJWT, "client authentication: private_key_jwt (a pre-signed ES256 assertion per request) or client_secret_basic")
 	flag.StringVar(&o.hydraAdmin, "hydra-admin", "", "with -url: the target is Ory Hydra, and this is its admin API URL (loopback), where the client is registered")
+	flag.StringVar(&o.clientIDsFile, "client-ids", "", "file of client_ids (one a line) of existing private_key_jwt agents to spread requests over, instead of registering one (needs -key)")
+	flag.StringVar(&o.keyFile, "key", "", "with -client-ids: the private JWK (JSON) those agents authenticate with")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -165,15 +179,21 @@ func (o *options) validate() error {
 		errs = append(errs, fmt.Errorf("-warmup + -d = %s: at most %s, because pre-signed assertions live %s (the server allows at most 5m)",
 			o.warmup+o.duration, maxRun, assertionLifetime))
 	}
+	if (o.clientIDsFile == "") != (o.keyFile == "") {
+		errs = append(errs, errors.New("-client-ids and -key go together"))
+	}
+	if o.clientIDsFile != "" && (o.auth != authPrivateKeyJWT || o.attested || o.hydraAdmin != "") {
+		errs = append(errs, errors.New("-client-ids: only with -auth private_key_jwt, without -attested, on Lanyard"))
+	}
 	switch o.mode {
-	case "token":
+	case "token", "introspect":
 	case "attest":
 		// Challenges live 60 s and are all fetched before the clock starts.
 		if o.warmup+o.duration > 45*time.Second {
 			errs = append(errs, fmt.Errorf("-mode attest: -warmup + -d = %s: at most 45s, because challenges expire 60s after they are fetched", o.warmup+o.duration))
 		}
 	default:
-		errs = append(errs, fmt.Errorf("-mode %q: want token or attest", o.mode))
+		errs = append(errs, fmt.Errorf("-mode %q: want token, introspect or attest", o.mode))
 	}
 	switch o.auth {
 	case authPrivateKeyJWT, authClientSecretBasic:
@@ -276,11 +296,14 @@ func run(ctx context.Context, o options) error {
 	t0 := time.Now()
 	tgt := tokenTarget
 	var bodies [][]byte
-	if o.mode == "attest" {
+	switch o.mode {
+	case "introspect":
+		tgt, bodies, err = prepareIntrospection(ctx, c, tokenTarget, reg, o.scope, n, o.timeout)
+	case "attest":
 		tgt = target{url: strings.TrimSuffix(baseURL, "/") + "/v1/attestations", contentType: "application/json",
 			okStatus: http.StatusCreated, okMarker: []byte(`"status":"affirming"`)}
 		bodies, err = prepareAttestations(ctx, c, reg.agentAuth(), tgt.url, n)
-	} else {
+	default:
 		bodies, err = tokenBodies(ctx, reg, o.scope, n)
 	}
 	if err != nil {
@@ -354,9 +377,17 @@ func startServer(ctx context.Context, o options, logf func(string, ...any)) (*se
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "lanyard-bench-")
-	if err != nil {
-		return nil, err
+	dir, ownsDir := o.dataDir, false
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "lanyard-bench-"); err != nil {
+			return nil, err
+		}
+		ownsDir = true
+	}
+	removeDir := func() {
+		if ownsDir {
+			os.RemoveAll(dir)
+		}
 	}
 	tok := make([]byte, 32)
 	if _, err := rand.Read(tok); err != nil {
@@ -368,7 +399,7 @@ func startServer(ctx context.Context, o options, logf func(string, ...any)) (*se
 		dir:        dir,
 		logPath:    filepath.Join(dir, "server.log"),
 		database:   "sqlite",
-		keep:       o.keep,
+		keep:       o.keep || !ownsDir,
 		exited:     make(chan struct{}),
 	}
 	if o.databaseURL != "" {
@@ -377,9 +408,9 @@ func startServer(ctx context.Context, o options, logf func(string, ...any)) (*se
 			s.database = o.databaseURL
 		}
 	}
-	logFile, err := os.Create(s.logPath)
+	logFile, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		os.RemoveAll(dir)
+		removeDir()
 		return nil, err
 	}
 	defer logFile.Close()
@@ -401,11 +432,11 @@ func startServer(ctx context.Context, o options, logf func(string, ...any)) (*se
 	)
 	if o.databaseURL != "" {
 		dsn := o.databaseURL
-		if s.database == "postgres" {
+		if s.database == "postgres" && !o.exactDatabaseURL {
 			// A schema of the run's own: the fresh data dir holds fresh secrets, which
 			// the keys left in another run's schema would not match.
 			if dsn, s.dropSchema, err = freshSchema(dsn); err != nil {
-				os.RemoveAll(dir)
+				removeDir()
 				return nil, err
 			}
 		}
@@ -420,7 +451,7 @@ func startServer(ctx context.Context, o options, logf func(string, ...any)) (*se
 	s.cmd.Stderr = logFile
 	setParentDeathSignal(s.cmd)
 	if err := s.cmd.Start(); err != nil {
-		os.RemoveAll(dir)
+		removeDir()
 		return nil, fmt.Errorf("start %s serve: %w", bin, err)
 	}
 	go func() {
@@ -661,18 +692,21 @@ func prepareAttestations(ctx context.Context, c *client.Client, auth client.Agen
 }
 
 // presign builds n complete token request bodies, each with its own assertion (unique
-// jti), signing on every core.
-func presign(ctx context.Context, key *jose.JSONWebKey, clientID, audience, scope string, n int) ([][]byte, error) {
+// jti), signing on every core. Request i is made by clientIDs[i % len(clientIDs)] (all
+// share key).
+func presign(ctx context.Context, key *jose.JSONWebKey, clientIDs []string, audience, scope string, n int) ([][]byte, error) {
 	signer, err := client.NewAssertionSigner(key)
 	if err != nil {
 		return nil, err
 	}
-	prefix := "grant_type=client_credentials&client_id=" + url.QueryEscape(clientID) +
-		"&client_assertion_type=" + url.QueryEscape(client.JWTBearerAssertionType)
-	if scope != "" {
-		prefix += "&scope=" + url.QueryEscape(scope)
+	if len(clientIDs) == 0 {
+		return nil, errors.New("presign: no client id")
 	}
-	prefix += "&client_assertion="
+	suffix := "&client_assertion_type=" + url.QueryEscape(client.JWTBearerAssertionType)
+	if scope != "" {
+		suffix += "&scope=" + url.QueryEscape(scope)
+	}
+	suffix += "&client_assertion="
 	bodies := make([][]byte, n)
 	now := time.Now()
 	// Signing happens before the clock starts, on every core even when the generator
@@ -694,11 +728,13 @@ func presign(ctx context.Context, key *jose.JSONWebKey, clientID, audience, scop
 				if i >= n || ctx.Err() != nil {
 					return
 				}
+				clientID := clientIDs[i%len(clientIDs)]
 				a, err := signer.Sign(clientID, audience, now, assertionLifetime)
 				if err != nil {
 					errOnce.Do(func() { firstErr = err })
 					return
 				}
+				prefix := "grant_type=client_credentials&client_id=" + url.QueryEscape(clientID) + suffix
 				b := make([]byte, 0, len(prefix)+len(a))
 				bodies[i] = append(append(b, prefix...), a...)
 			}
@@ -745,6 +781,8 @@ type result struct {
 
 func (r *result) print(w io.Writer) {
 	switch {
+	case r.Mode == "introspect":
+		fmt.Fprintf(w, "lanyard introspection: POST /oauth2/introspect, a client_secret_basic resource server, ES256 tokens\n")
 	case r.Mode == "attest":
 		fmt.Fprintf(w, "lanyard attestation: POST /v1/attestations, measurements only (host none), private_key_jwt ES256\n")
 	case r.Attested:
@@ -762,8 +800,11 @@ func (r *result) print(w io.Writer) {
 		fmt.Fprintf(w, "note:         the pre-signed assertions ran out; the window was cut short (raise -rate)\n")
 	}
 	unit := "tokens"
-	if r.Mode == "attest" {
+	switch r.Mode {
+	case "attest":
 		unit = "verdicts"
+	case "introspect":
+		unit = "introspections"
 	}
 	fmt.Fprintf(w, "%-13s %d ok, %d errors (%d during warm-up)\n", unit+":", r.OK, r.Errors, r.WarmupErrors)
 	fmt.Fprintf(w, "throughput:   %.0f %s/s\n", r.TokensPerSecond, unit)
@@ -816,11 +857,12 @@ func drive(ctx context.Context, tgt target, bodies [][]byte, o options, pid int)
 	}()
 
 	recordErr := func(measured bool, msg string) {
-		if !measured {
+		if measured {
+			errCount.Add(1)
+		} else {
 			warmupErrors.Add(1)
-			return
+			msg = "(warm-up) " + msg
 		}
-		errCount.Add(1)
 		errMu.Lock()
 		if len(firstErrors) < 5 {
 			firstErrors = append(firstErrors, msg)
@@ -850,7 +892,12 @@ func drive(ctx context.Context, tgt target, bodies [][]byte, o options, pid int)
 				status, errBody, err := conn.post(bodies[i])
 				if err != nil {
 					if runCtx.Err() != nil {
-						return // the run ended mid-request; not an error of the server
+						// The run ended mid-request: not an error of the server, unless
+						// the request had waited through the whole measured window.
+						if t.Before(measureFrom) {
+							recordErr(true, "no answer during the whole measured window: "+err.Error())
+						}
+						return
 					}
 					recordErr(t.After(measureFrom), err.Error())
 					continue

@@ -3,13 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -27,6 +32,9 @@ type registration struct {
 	secret   string           // client_secret_basic
 	tokenURL string           // where token requests are sent
 	audience string           // the aud of client assertions
+	// clientIDs, when set, are the agents (all with key) requests rotate over.
+	clientIDs     []string
+	introspectURL string
 }
 
 // authHeader is the request header line of client_secret_basic (RFC 6749 §2.3.1: id
@@ -53,13 +61,16 @@ func registerLanyardAgent(ctx context.Context, c *client.Client, o options) (*re
 	if err := requireLoopback(disc.TokenEndpoint); err != nil {
 		return nil, fmt.Errorf("discovered token endpoint: %w", err)
 	}
+	if o.clientIDsFile != "" {
+		return existingAgents(o, disc)
+	}
 	attested := o.attested || o.mode == "attest"
 	key, agent, secret, err := registerAgent(ctx, c, o.scope, attested, o.auth == authClientSecretBasic)
 	if err != nil {
 		return nil, err
 	}
 	reg := &registration{server: "lanyard", clientID: agent.ClientID, agentID: agent.ID, key: key, secret: secret,
-		tokenURL: disc.TokenEndpoint, audience: disc.Issuer}
+		tokenURL: disc.TokenEndpoint, audience: disc.Issuer, introspectURL: disc.IntrospectionEndpoint}
 	if attested {
 		if err := attestOnce(ctx, c, reg.agentAuth()); err != nil {
 			return nil, err
@@ -82,7 +93,11 @@ func tokenBodyPrefix(scope string) string {
 // (unique jti) for private_key_jwt, or n times the same body for client_secret_basic.
 func tokenBodies(ctx context.Context, reg *registration, scope string, n int) ([][]byte, error) {
 	if reg.secret == "" {
-		return presign(ctx, reg.key, reg.clientID, reg.audience, scope, n)
+		ids := reg.clientIDs
+		if len(ids) == 0 {
+			ids = []string{reg.clientID}
+		}
+		return presign(ctx, reg.key, ids, reg.audience, scope, n)
 	}
 	body := []byte(tokenBodyPrefix(scope))
 	bodies := make([][]byte, n)
@@ -144,4 +159,118 @@ func jwsAlg(token string) (string, error) {
 		return "", fmt.Errorf("JWS header: %w", err)
 	}
 	return hdr.Alg, nil
+}
+
+// existingAgents is the registration of -client-ids and -key: agents loaded by bench
+// scale, all with the same key.
+func existingAgents(o options, disc *client.Discovery) (*registration, error) {
+	b, err := os.ReadFile(o.clientIDsFile)
+	if err != nil {
+		return nil, err
+	}
+	ids := strings.Fields(string(b))
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("%s: no client ids", o.clientIDsFile)
+	}
+	kb, err := os.ReadFile(o.keyFile)
+	if err != nil {
+		return nil, err
+	}
+	var key jose.JSONWebKey
+	if err := key.UnmarshalJSON(kb); err != nil {
+		return nil, fmt.Errorf("%s: %w", o.keyFile, err)
+	}
+	if key.IsPublic() {
+		return nil, fmt.Errorf("%s: a private key is needed", o.keyFile)
+	}
+	return &registration{server: "lanyard", clientID: ids[0], clientIDs: ids, key: &key,
+		tokenURL: disc.TokenEndpoint, audience: disc.Issuer, introspectURL: disc.IntrospectionEndpoint}, nil
+}
+
+// introspectionTokens is how many distinct tokens an introspection run cycles over.
+const introspectionTokens = 2000
+
+// prepareIntrospection registers a resource server (a client_secret agent with
+// can_introspect), issues up to introspectionTokens tokens to the agents of reg, and
+// returns the introspection target and n request bodies cycling over those tokens.
+func prepareIntrospection(ctx context.Context, c *client.Client, tokenTarget target, reg *registration, scope string, n int, timeout time.Duration) (target, [][]byte, error) {
+	if reg.introspectURL == "" {
+		return target{}, nil, errors.New("the server advertises no introspection_endpoint")
+	}
+	if err := requireLoopback(reg.introspectURL); err != nil {
+		return target{}, nil, fmt.Errorf("introspection endpoint: %w", err)
+	}
+	suffix := make([]byte, 4)
+	rand.Read(suffix)
+	res, err := c.RegisterAgent(ctx, client.RegisterAgentRequest{
+		Name: "bench-rs-" + hex.EncodeToString(suffix), Namespace: "bench", Owner: "bench",
+		Purpose: "resource server of the introspection load test", RiskLevel: client.RiskLow,
+		Credential: client.CredentialSpec{Type: client.CredentialClientSecret}, TokenAlg: "ES256", CanIntrospect: true,
+	})
+	if err != nil {
+		return target{}, nil, fmt.Errorf("register the resource server: %w", err)
+	}
+	if res.Agent.Status == client.StatusPending {
+		if _, err := c.Transition(ctx, res.Agent.ID, client.ActionActivate, "bench"); err != nil {
+			return target{}, nil, fmt.Errorf("activate the resource server: %w", err)
+		}
+	}
+	rs := &registration{clientID: res.Agent.ClientID, secret: res.ClientSecret}
+
+	k := min(n, introspectionTokens)
+	reqs, err := tokenBodies(ctx, reg, scope, k)
+	if err != nil {
+		return target{}, nil, err
+	}
+	tokens := make([][]byte, k)
+	var (
+		wg       sync.WaitGroup
+		next     atomic.Int64
+		firstErr error
+		errOnce  sync.Once
+	)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rc := newRawClient(tokenTarget, timeout)
+			rc.full = true
+			defer rc.close()
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= k {
+					return
+				}
+				status, body, err := rc.post(reqs[i])
+				if err == nil && status != http.StatusOK {
+					err = fmt.Errorf("%d %s", status, bytes.TrimSpace(body))
+				}
+				var tok struct {
+					AccessToken string `json:"access_token"`
+				}
+				if err == nil {
+					err = json.Unmarshal(body, &tok)
+				}
+				if err != nil {
+					errOnce.Do(func() { firstErr = fmt.Errorf("issue a token to introspect: %w", err) })
+					return
+				}
+				tokens[i] = []byte("token=" + url.QueryEscape(tok.AccessToken))
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return target{}, nil, firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return target{}, nil, err
+	}
+	bodies := make([][]byte, n)
+	for i := range bodies {
+		bodies[i] = tokens[i%k]
+	}
+	tgt := target{url: reg.introspectURL, contentType: "application/x-www-form-urlencoded", okStatus: http.StatusOK,
+		okMarker: []byte(`"active":true`), header: rs.authHeader()}
+	return tgt, bodies, nil
 }
