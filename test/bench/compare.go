@@ -105,7 +105,8 @@ func compareMain(ctx context.Context, args []string) error {
 	}
 
 	m := describeMachine()
-	logf("%s", m)
+	m.hydraVersion = hydraVersion(ctx, o.hydraBin)
+	logf("%s; Ory Hydra %s", m, m.hydraVersion)
 	if m.load1 > 1.5 {
 		logf("WARNING: load average %.2f: the machine is busy, the figures will be low and noisy", m.load1)
 	}
@@ -279,8 +280,10 @@ type machine struct {
 	cpus      int
 	model     string
 	goVersion string
-	load1     float64
-	load1End  float64
+	// hydraVersion is what `hydra version` reports.
+	hydraVersion string
+	load1        float64
+	load1End     float64
 }
 
 func (m machine) String() string {
@@ -389,7 +392,7 @@ func num(v float64) string {
 
 // printComparison prints the table, the ceiling, the targets and Hydra's configuration.
 func printComparison(w io.Writer, o compareOptions, m machine, ceil float64, all []*cellRun, hydraConfigText string) {
-	fmt.Fprintf(w, "\n## Lanyard vs Ory Hydra v2.3.0 — token issuance, client_credentials, ES256 JWT access tokens\n\n")
+	fmt.Fprintf(w, "\n## Lanyard vs Ory Hydra %s — token issuance, client_credentials, ES256 JWT access tokens\n\n", m.hydraVersion)
 	fmt.Fprintf(w, "%s; load average at the end %.2f. Each cell: %d runs per server, alternating Lanyard and Hydra, %s warm-up + %s measured; the generator runs with GOMAXPROCS=1 on the same machine.\n",
 		m, m.load1End, o.runs, o.warmup, o.duration)
 	fmt.Fprintf(w, "tokens/s is the median (min–max) of the runs; p50/p99 (ms) and CPU-s/1k (server CPU seconds per 1,000 tokens) are medians; errors are summed over the measured windows.\n\n")
@@ -487,4 +490,17 @@ func printComparison(w io.Writer, o compareOptions, m machine, ceil float64, all
 	fmt.Fprintf(w, "SQLite `sqlite://<tmp>/hydra.sqlite?_fk=true&mode=rwc`, PostgreSQL `postgres://…/hydra_bench_<random>?max_conns=64&max_idle_conns=64&sslmode=disable`.\n")
 	fmt.Fprintf(w, "Then an ES256 key is added to the `hydra.jwt.access-token` set (`POST /admin/keys/hydra.jwt.access-token {\"alg\":\"ES256\",\"use\":\"sig\"}`), and each run registers its client with `POST /admin/clients` (grant client_credentials, `access_token_strategy: jwt`, private_key_jwt with an ES256 JWKS or client_secret_basic). The token's alg is checked to be ES256 before each run.\n\n")
 	fmt.Fprintf(w, "```yaml\n%s```\n", hydraConfigText)
+}
+
+// hydraVersion returns the version the Hydra binary reports, or "(unknown version)".
+func hydraVersion(ctx context.Context, bin string) string {
+	out, err := exec.CommandContext(ctx, bin, "version").Output()
+	if err == nil {
+		for _, line := range strings.Split(string(out), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "Version" {
+				return strings.TrimSpace(v)
+			}
+		}
+	}
+	return "(unknown version)"
 }

@@ -9,6 +9,11 @@ out=$1
 case $out in /*) ;; *) out=$(pwd)/$out ;; esac
 cd "$(dirname "$0")"
 mkdir -p "$(dirname "$out")"
-go build -tags sqlite,sqlite_omit_load_extension -o "$out.tmp" github.com/ory/hydra/v2
+# The version Hydra reports (`hydra version`, logs) is set at link time, as its release
+# builds do; read it from this module's go.mod.
+version=$(go list -m -f '{{.Version}}' github.com/ory/hydra/v2)
+go build -tags sqlite,sqlite_omit_load_extension \
+	-ldflags "-X github.com/ory/hydra/v2/driver/config.Version=$version" \
+	-o "$out.tmp" github.com/ory/hydra/v2
 mv "$out.tmp" "$out"
 echo "hydra: built $out"
