@@ -457,6 +457,9 @@ func printComparison(w io.Writer, o compareOptions, m machine, ceil float64, all
 	if ceil > 0 {
 		fmt.Fprintf(w, "- machine ceiling (ES256 verify + sign in a tight loop on all %d cores): %s tokens/s\n", m.cpus, num(ceil))
 	}
+	if top != 64 {
+		fmt.Fprintf(w, "- the targets are set at 64 clients; this comparison's largest count is %d, so the figures below are not the targets' own\n", top)
+	}
 	if slices.Contains(o.auths, authPrivateKeyJWT) {
 		for _, store := range o.stores {
 			s, ok := lanyard[key{store, authPrivateKeyJWT, top}]

@@ -125,6 +125,9 @@ func main() {
 			err = scaleMain(ctx, os.Args[2:])
 		}
 		stop()
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "bench %s: %v\n", os.Args[1], err)
 			os.Exit(1)
