@@ -32,9 +32,11 @@ type scaleOptions struct {
 	duration     time.Duration
 	warmup       time.Duration
 	runs         int
+	hotSet       int
 	sample       int
 	listRequests int
 	keep         bool
+	serverEnv    multiFlag
 }
 
 // scaleMain runs `bench scale`: Lanyard on PostgreSQL with a growing fleet of agents
@@ -51,9 +53,11 @@ func scaleMain(ctx context.Context, args []string) error {
 	fs.DurationVar(&o.duration, "d", 10*time.Second, "measured duration of each run")
 	fs.DurationVar(&o.warmup, "warmup", 3*time.Second, "warm-up of each run")
 	fs.IntVar(&o.runs, "runs", 3, "issuance and introspection runs per size")
-	fs.IntVar(&o.sample, "sample", 200000, "issuance requests rotate over this many agents drawn at random from the fleet (all of them when the fleet is smaller)")
+	fs.IntVar(&o.hotSet, "hot-set", 1000, "the issuance and introspection runs the targets judge rotate over this many agents drawn at random from the fleet, at every size")
+	fs.IntVar(&o.sample, "sample", 200000, "the spread issuance runs (at sizes above -hot-set) rotate over this many agents drawn at random: nearly every request from an agent the server has not cached")
 	fs.IntVar(&o.listRequests, "list-requests", 100, "GET /v1/agents requests per page kind")
 	fs.BoolVar(&o.keep, "keep", false, "keep the schema, the data dir and the server log")
+	fs.Var(&o.serverEnv, "server-env", "extra KEY=VALUE for the server's environment (repeatable), e.g. LANYARD_PPROF_ADDR=127.0.0.1:6060 with a -tags pprof build")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -65,8 +69,8 @@ func scaleMain(ctx context.Context, args []string) error {
 		}
 		o.sizes, prev = append(o.sizes, n), n
 	}
-	if len(o.sizes) == 0 || o.runs < 1 || o.sample < 1 || o.listRequests < 1 {
-		return errors.New("-sizes, -runs, -sample and -list-requests must be positive")
+	if len(o.sizes) == 0 || o.runs < 1 || o.hotSet < 1 || o.sample < 1 || o.listRequests < 1 {
+		return errors.New("-sizes, -runs, -hot-set, -sample and -list-requests must be positive")
 	}
 	if o.warmup+o.duration > maxRun {
 		return fmt.Errorf("-warmup + -d: at most %s", maxRun)
@@ -115,7 +119,7 @@ func scaleMain(ctx context.Context, args []string) error {
 	}
 	jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{*pub}})
 
-	srvOpts := options{bin: o.bin, databaseURL: dsn, exactDatabaseURL: true, dataDir: dir}
+	srvOpts := options{bin: o.bin, databaseURL: dsn, exactDatabaseURL: true, dataDir: dir, serverEnv: o.serverEnv}
 	srvLog := func(f string, a ...any) {
 		if !strings.HasPrefix(f, "kept ") {
 			logf("lanyard: "+f, a...)
@@ -168,11 +172,14 @@ func scaleMain(ctx context.Context, args []string) error {
 type scaleLevel struct {
 	Agents      int
 	LoadSeconds float64
-	Issue       []*result
+	Issue       []*result // over the hot set
+	Spread      []*result // over -sample agents (sizes above the hot set)
 	Introspect  []*result
 	Lists       []listFigure
 	Plans       []queryPlan
-	PeakRSSMiB  float64
+	PeakRSSMiB  float64 // after the hot-set runs and the listing
+	// PeakRSSSpreadMiB is the peak after the spread runs too (0 without them).
+	PeakRSSSpreadMiB float64
 }
 
 type listFigure struct {
@@ -344,31 +351,44 @@ func explainQueries(ctx context.Context, dsn string, ids []string) ([]queryPlan,
 
 // measureLevel measures one fleet size on a freshly started server.
 func measureLevel(ctx context.Context, self string, o scaleOptions, srv *server, dir, keyPath string, ids []string, lv *scaleLevel, logf func(string, ...any)) error {
-	// Issuance requests rotate over a random sample of the fleet.
-	sample := slices.Clone(ids)
-	rand.Shuffle(len(sample), func(i, j int) { sample[i], sample[j] = sample[j], sample[i] })
-	sample = sample[:min(len(sample), o.sample)]
-	idsPath := filepath.Join(dir, "client-ids.txt")
-	if err := os.WriteFile(idsPath, []byte(strings.Join(sample, "\n")+"\n"), 0o600); err != nil {
+	// Request i comes from agent i mod len(file): a random hot set of the fleet, and
+	// (above the hot set's size) a large random sample.
+	shuffled := slices.Clone(ids)
+	rand.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+	writeIDs := func(name string, n int) (string, error) {
+		path := filepath.Join(dir, name)
+		return path, os.WriteFile(path, []byte(strings.Join(shuffled[:min(n, len(shuffled))], "\n")+"\n"), 0o600)
+	}
+	hotPath, err := writeIDs("hot-ids.txt", o.hotSet)
+	if err != nil {
+		return err
+	}
+	spreadPath, err := writeIDs("spread-ids.txt", o.sample)
+	if err != nil {
 		return err
 	}
 	common := []string{"-json", "-url", srv.url, "-server-pid", strconv.Itoa(srv.cmd.Process.Pid), "-c", strconv.Itoa(o.concurrency),
-		"-d", o.duration.String(), "-warmup", o.warmup.String(), "-client-ids", idsPath, "-key", keyPath, "-max-errors", "1000000000"}
+		"-d", o.duration.String(), "-warmup", o.warmup.String(), "-key", keyPath, "-max-errors", "1000000000"}
 	env := []string{"GOMAXPROCS=1", "LANYARD_ADMIN_TOKEN=" + srv.adminToken}
-	for r := 1; r <= o.runs; r++ {
-		for _, mode := range []string{"token", "introspect"} {
-			res, err := runGenerator(ctx, self, append(slices.Clone(common), "-mode", mode), env)
-			if err != nil {
-				return fmt.Errorf("%d agents, %s run %d: %w", lv.Agents, mode, r, err)
-			}
-			logf("%d agents, %s run %d: %.0f/s, p99 %.1f ms, %d errors, %.3f CPU-s/1k", lv.Agents, mode, r,
-				res.TokensPerSecond, res.P99ms, res.Errors, res.ServerCPUSecondsPer1000)
-			if mode == "token" {
-				lv.Issue = append(lv.Issue, res)
-			} else {
-				lv.Introspect = append(lv.Introspect, res)
-			}
+	gen := func(what, mode, idsPath string, r int) (*result, error) {
+		res, err := runGenerator(ctx, self, append(slices.Clone(common), "-mode", mode, "-client-ids", idsPath), env)
+		if err != nil {
+			return nil, fmt.Errorf("%d agents, %s run %d: %w", lv.Agents, what, r, err)
 		}
+		logf("%d agents, %s run %d: %.0f/s, p99 %.1f ms, %d errors, %.3f CPU-s/1k", lv.Agents, what, r,
+			res.TokensPerSecond, res.P99ms, res.Errors, res.ServerCPUSecondsPer1000)
+		return res, nil
+	}
+	for r := 1; r <= o.runs; r++ {
+		res, err := gen("issuance (hot set)", "token", hotPath, r)
+		if err != nil {
+			return err
+		}
+		lv.Issue = append(lv.Issue, res)
+		if res, err = gen("introspection", "introspect", hotPath, r); err != nil {
+			return err
+		}
+		lv.Introspect = append(lv.Introspect, res)
 	}
 
 	deep, nsDeep := deepCursors(ids)
@@ -387,6 +407,17 @@ func measureLevel(ctx context.Context, self string, o scaleOptions, srv *server,
 		lv.Lists = append(lv.Lists, f)
 	}
 	_, lv.PeakRSSMiB = procRSSMiB(srv.cmd.Process.Pid)
+
+	if lv.Agents > o.hotSet {
+		for r := 1; r <= o.runs; r++ {
+			res, err := gen("issuance (spread)", "token", spreadPath, r)
+			if err != nil {
+				return err
+			}
+			lv.Spread = append(lv.Spread, res)
+		}
+		_, lv.PeakRSSSpreadMiB = procRSSMiB(srv.cmd.Process.Pid)
+	}
 	return nil
 }
 
@@ -445,29 +476,44 @@ func resultStat(rs []*result) stat {
 // printScale prints the table and the targets.
 func printScale(w io.Writer, o scaleOptions, m machine, levels []*scaleLevel) {
 	fmt.Fprintf(w, "\n## Lanyard at scale — PostgreSQL, agents bulk-loaded\n\n")
-	fmt.Fprintf(w, "%s; load average at the end %.2f. %d clients, %d runs per figure (%s warm-up + %s measured), generator GOMAXPROCS=1. Issuance rotates over up to %s agents drawn at random from the fleet; introspection checks %d tokens of those agents; listing: %d sequential requests per page kind, limit 100.\n\n",
-		m, m.load1End, o.concurrency, o.runs, o.warmup, o.duration, num(float64(o.sample)), introspectionTokens, o.listRequests)
-	fmt.Fprintf(w, "| agents | load | issuance tokens/s | p99 ms | CPU-s/1k | errors | introspection /s | p99 ms | errors |")
+	fmt.Fprintf(w, "%s; load average at the end %.2f. %d clients, %d runs per figure (%s warm-up + %s measured; median (min–max)), generator GOMAXPROCS=1.\n",
+		m, m.load1End, o.concurrency, o.runs, o.warmup, o.duration)
+	fmt.Fprintf(w, "Hot set: issuance and introspection rotate over the same number of agents (%s, drawn at random) at every size; introspection checks %d tokens issued to them.\n",
+		num(float64(o.hotSet)), introspectionTokens)
+	fmt.Fprintf(w, "Spread: issuance rotates over up to %s random agents, so nearly every request comes from an agent the server has not cached. Listing: %d sequential requests per page kind, limit 100.\n\n",
+		num(float64(o.sample)), o.listRequests)
+	fmt.Fprintf(w, "| agents | load | issuance, hot set, tokens/s | p99 ms | CPU-s/1k | introspection /s | p99 ms | issuance, spread, tokens/s | p99 ms | CPU-s/1k | errors |")
 	if len(levels) > 0 {
 		for _, l := range levels[0].Lists {
 			fmt.Fprintf(w, " list %s p50 / p99 ms |", l.Name)
 		}
 	}
-	fmt.Fprintf(w, " peak RSS |\n|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintf(w, " peak RSS (hot / after spread) |\n|---|---|---|---|---|---|---|---|---|---|---|")
 	if len(levels) > 0 {
 		for range levels[0].Lists {
 			fmt.Fprintf(w, "---|")
 		}
 	}
 	fmt.Fprintln(w, "---|")
+	rate := func(s stat) string {
+		if s.n == 0 {
+			return "–"
+		}
+		return fmt.Sprintf("%s (%s–%s)", num(s.tps), num(s.tpsMin), num(s.tpsMax))
+	}
 	for _, lv := range levels {
-		is, in := resultStat(lv.Issue), resultStat(lv.Introspect)
-		fmt.Fprintf(w, "| %s | %.0fs | %s (%s–%s) | %.1f | %.3f | %d | %s (%s–%s) | %.1f | %d |", num(float64(lv.Agents)), lv.LoadSeconds,
-			num(is.tps), num(is.tpsMin), num(is.tpsMax), is.p99, is.cpu, is.errors, num(in.tps), num(in.tpsMin), num(in.tpsMax), in.p99, in.errors)
+		is, in, sp := resultStat(lv.Issue), resultStat(lv.Introspect), resultStat(lv.Spread)
+		spread, spreadRSS := "– | – | –", "–"
+		if sp.n > 0 {
+			spread = fmt.Sprintf("%s | %.1f | %.3f", rate(sp), sp.p99, sp.cpu)
+			spreadRSS = fmt.Sprintf("%.0f MiB", lv.PeakRSSSpreadMiB)
+		}
+		fmt.Fprintf(w, "| %s | %.0fs | %s | %.1f | %.3f | %s | %.1f | %s | %d |", num(float64(lv.Agents)), lv.LoadSeconds,
+			rate(is), is.p99, is.cpu, rate(in), in.p99, spread, is.errors+in.errors+sp.errors)
 		for _, l := range lv.Lists {
 			fmt.Fprintf(w, " %.2f / %.2f |", l.P50, l.P99)
 		}
-		fmt.Fprintf(w, " %.0f MiB |\n", lv.PeakRSSMiB)
+		fmt.Fprintf(w, " %.0f MiB / %s |\n", lv.PeakRSSMiB, spreadRSS)
 	}
 	fmt.Fprintf(w, "\nQuery plans (EXPLAIN ANALYZE):\n\n")
 	for _, lv := range levels {
@@ -479,6 +525,9 @@ func printScale(w io.Writer, o scaleOptions, m machine, levels []*scaleLevel) {
 			fmt.Fprintf(w, "- %s agents, %s: %s%s\n", num(float64(lv.Agents)), p.Query, p.Summary, flag)
 		}
 	}
+	if len(levels) == 0 {
+		return
+	}
 	fmt.Fprintf(w, "\n### Targets\n\n")
 	mark := func(ok bool) string {
 		if ok {
@@ -486,27 +535,30 @@ func printScale(w io.Writer, o scaleOptions, m machine, levels []*scaleLevel) {
 		}
 		return "NOT MET"
 	}
-	if len(levels) == 0 {
-		return
-	}
 	base := levels[0]
 	bi, bn := resultStat(base.Issue), resultStat(base.Introspect)
 	for _, lv := range levels {
-		is, in := resultStat(lv.Issue), resultStat(lv.Introspect)
+		is, in, sp := resultStat(lv.Issue), resultStat(lv.Introspect), resultStat(lv.Spread)
+		size := num(float64(lv.Agents))
 		if lv != base && bi.tps > 0 && bn.tps > 0 {
-			fmt.Fprintf(w, "- %s agents: issuance %s tokens/s = %.0f%% of the %s-agent figure (target ≥ 90%%): %s\n",
-				num(float64(lv.Agents)), num(is.tps), 100*is.tps/bi.tps, num(float64(base.Agents)), mark(is.tps >= 0.9*bi.tps))
+			fmt.Fprintf(w, "- %s agents: issuance (hot set) %s tokens/s = %.0f%% of the %s-agent figure (target ≥ 90%%): %s\n",
+				size, num(is.tps), 100*is.tps/bi.tps, num(float64(base.Agents)), mark(is.tps >= 0.9*bi.tps))
 			fmt.Fprintf(w, "- %s agents: introspection %s/s = %.0f%% of the %s-agent figure (target ≥ 90%%): %s\n",
-				num(float64(lv.Agents)), num(in.tps), 100*in.tps/bn.tps, num(float64(base.Agents)), mark(in.tps >= 0.9*bn.tps))
+				size, num(in.tps), 100*in.tps/bn.tps, num(float64(base.Agents)), mark(in.tps >= 0.9*bn.tps))
+		}
+		if sp.n > 0 && bi.tps > 0 {
+			fmt.Fprintf(w, "- %s agents: issuance spread over %s agents %s tokens/s = %.0f%% of the %s-agent hot-set figure (same target): %s\n",
+				size, num(float64(min(o.sample, lv.Agents))), num(sp.tps), 100*sp.tps/bi.tps, num(float64(base.Agents)), mark(sp.tps >= 0.9*bi.tps))
 		}
 		worst := 0.0
 		for _, l := range lv.Lists {
 			worst = max(worst, l.P99)
 		}
-		fmt.Fprintf(w, "- %s agents: slowest listing page p99 %.1f ms (target < 50 ms): %s\n", num(float64(lv.Agents)), worst, mark(worst < 50))
-		fmt.Fprintf(w, "- %s agents: server peak RSS %.0f MiB (target ≤ 512 MiB): %s\n", num(float64(lv.Agents)), lv.PeakRSSMiB, mark(lv.PeakRSSMiB <= 512))
+		fmt.Fprintf(w, "- %s agents: slowest listing page p99 %.1f ms (target < 50 ms): %s\n", size, worst, mark(worst < 50))
+		peak := max(lv.PeakRSSMiB, lv.PeakRSSSpreadMiB)
+		fmt.Fprintf(w, "- %s agents: server peak RSS %.0f MiB (target ≤ 512 MiB): %s\n", size, peak, mark(peak <= 512))
 		if o.concurrency == 64 {
-			fmt.Fprintf(w, "- %s agents: introspection at 64 clients %s/s (target ≥ 10,000): %s\n", num(float64(lv.Agents)), num(in.tps), mark(in.tps >= 10000))
+			fmt.Fprintf(w, "- %s agents: introspection at 64 clients %s/s (target ≥ 10,000): %s\n", size, num(in.tps), mark(in.tps >= 10000))
 		}
 	}
 	if m.load1 > 1.5 || m.load1End > 1.5 {
