@@ -38,6 +38,7 @@ type compareOptions struct {
 	hydraRate     float64
 	keep          bool
 	jsonOut       string
+	attested      bool
 }
 
 // compareMain runs `bench compare`: Lanyard and Ory Hydra side by side on the same
@@ -61,6 +62,7 @@ func compareMain(ctx context.Context, args []string) error {
 	fs.Float64Var(&o.hydraRate, "hydra-rate", 3000, "assertions pre-signed per second of a Hydra run")
 	fs.BoolVar(&o.keep, "keep", false, "keep the servers' temp dirs and logs (and Hydra's database)")
 	fs.StringVar(&o.jsonOut, "json-out", "", "also write every run's report to this file as JSON")
+	fs.BoolVar(&o.attested, "attested", true, "at the largest client count with private_key_jwt, also run Lanyard with an agent that has a current attestation verdict (issuance through the attestation gate), alternating with the plain runs")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -174,23 +176,32 @@ type cellRun struct {
 }
 
 // compareStore runs every cell on one store: for each auth and client count, the two
-// servers alternate (A B A B …) for o.runs runs each.
+// servers alternate (A B A B …) for o.runs runs each. With o.attested, the cell of
+// private_key_jwt at the largest client count also alternates a third kind of run:
+// Lanyard issuing to an attested agent ("lanyard-attested").
 func compareStore(ctx context.Context, self string, o compareOptions, store string, lan *server, hyd *hydraServer, logf func(string, ...any)) ([]*cellRun, error) {
 	var out []*cellRun
 	for _, auth := range o.auths {
 		for _, c := range o.clients {
 			for r := 1; r <= o.runs; r++ {
-				for _, srv := range []string{"lanyard", "hydra"} {
+				servers := []string{"lanyard", "hydra"}
+				if o.attested && auth == authPrivateKeyJWT && c == slices.Max(o.clients) {
+					servers = append(servers, "lanyard-attested")
+				}
+				for _, srv := range servers {
 					if ctx.Err() != nil {
 						return out, ctx.Err()
 					}
 					args := []string{"-json", "-c", strconv.Itoa(c), "-d", o.duration.String(), "-warmup", o.warmup.String(),
 						"-auth", auth, "-max-errors", "1000000000"}
 					env := []string{"GOMAXPROCS=1"}
-					if srv == "lanyard" {
+					if srv != "hydra" {
 						args = append(args, "-url", lan.url, "-server-pid", strconv.Itoa(lan.cmd.Process.Pid),
 							"-rate", strconv.FormatFloat(o.lanyardRate, 'f', -1, 64))
 						env = append(env, "LANYARD_ADMIN_TOKEN="+lan.adminToken)
+						if srv == "lanyard-attested" {
+							args = append(args, "-attested")
+						}
 					} else {
 						args = append(args, "-url", hyd.publicURL, "-hydra-admin", hyd.adminURL, "-server-pid", strconv.Itoa(hyd.pid()),
 							"-rate", strconv.FormatFloat(o.hydraRate, 'f', -1, 64))
@@ -414,6 +425,7 @@ func printComparison(w io.Writer, o compareOptions, m machine, ceil float64, all
 	lanyard := map[key]stat{}
 	hydraBest := map[string]float64{} // by auth: the best Hydra median of any cell
 	hydraBestWhere := map[string]string{}
+	attested := map[string]stat{} // by store
 	for _, store := range o.stores {
 		for _, auth := range o.auths {
 			for _, c := range o.clients {
@@ -431,6 +443,10 @@ func printComparison(w io.Writer, o compareOptions, m machine, ceil float64, all
 					ratio = fmt.Sprintf("%.1f×", l.tps/h.tps)
 				}
 				fmt.Fprintf(w, "| %s | %s | %d | %s | %s | %s |\n", store, auth, c, l.cells(), h.cells(), ratio)
+				if a := summarise(pick(store, auth, c, "lanyard-attested")); a.n+a.failed > 0 {
+					attested[store] = a
+					fmt.Fprintf(w, "| %s | %s, attested agent | %d | %s | n/a | | | | | |\n", store, auth, c, a.cells())
+				}
 			}
 		}
 	}
@@ -478,6 +494,15 @@ func printComparison(w io.Writer, o compareOptions, m machine, ceil float64, all
 			fmt.Fprintf(w, "- Lanyard's share of the machine ceiling: %s / %s = %.0f%% (goal ≥ 40%%): %s\n",
 				num(b.tps), num(ceil), 100*b.tps/ceil, mark(b.tps >= 0.4*ceil))
 		}
+	}
+	for _, store := range o.stores {
+		a, ok := attested[store]
+		l := lanyard[key{store, authPrivateKeyJWT, top}]
+		if !ok || a.n == 0 || l.n == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "- %s, %d clients: issuance to an attested agent %s tokens/s = %.0f%% of plain issuance (target ≥ 90%%): %s\n",
+			store, top, num(a.tps), 100*a.tps/l.tps, mark(a.tps >= 0.9*l.tps))
 	}
 	if slices.Contains(o.auths, authClientSecretBasic) {
 		b, where := best(authClientSecretBasic)

@@ -834,7 +834,8 @@ func drive(ctx context.Context, tgt target, bodies [][]byte, o options, pid int)
 		errCount     atomic.Int64
 		warmupErrors atomic.Int64
 		errMu        sync.Mutex
-		firstErrors  []string
+		firstErrors  []string // the first 5 in the measured window
+		warmupFirst  []string // the first 3 in the warm-up
 		lats         = make([][]time.Duration, o.concurrency)
 	)
 	start := time.Now()
@@ -867,8 +868,10 @@ func drive(ctx context.Context, tgt target, bodies [][]byte, o options, pid int)
 			msg = "(warm-up) " + msg
 		}
 		errMu.Lock()
-		if len(firstErrors) < 5 {
+		if measured && len(firstErrors) < 5 {
 			firstErrors = append(firstErrors, msg)
+		} else if !measured && len(warmupFirst) < 3 {
+			warmupFirst = append(warmupFirst, msg)
 		}
 		errMu.Unlock()
 	}
@@ -893,19 +896,24 @@ func drive(ctx context.Context, tgt target, bodies [][]byte, o options, pid int)
 				}
 				t := time.Now()
 				status, errBody, err := conn.post(bodies[i])
+				done := time.Now()
+				if t.Before(measureFrom) && !done.Before(end) {
+					// Sent before the window and answered (or failed) only after it:
+					// the client saw nothing for the whole measured window.
+					msg := fmt.Sprintf("no answer during the whole measured window (waited %s)", done.Sub(t).Round(time.Millisecond))
+					if err != nil {
+						msg += ": " + err.Error()
+					}
+					recordErr(true, msg)
+					return
+				}
 				if err != nil {
 					if runCtx.Err() != nil {
-						// The run ended mid-request: not an error of the server, unless
-						// the request had waited through the whole measured window.
-						if t.Before(measureFrom) {
-							recordErr(true, "no answer during the whole measured window: "+err.Error())
-						}
-						return
+						return // the run ended mid-request; not an error of the server
 					}
 					recordErr(t.After(measureFrom), err.Error())
 					continue
 				}
-				done := time.Now()
 				measured := t.After(measureFrom) && done.Before(end)
 				if status != tgt.okStatus {
 					recordErr(measured, fmt.Sprintf("%d %s", status, strings.TrimSpace(string(errBody))))
@@ -939,7 +947,7 @@ func drive(ctx context.Context, tgt target, bodies [][]byte, o options, pid int)
 		OK:              okCount.Load(),
 		Errors:          errCount.Load(),
 		WarmupErrors:    warmupErrors.Load(),
-		FirstErrors:     firstErrors,
+		FirstErrors:     append(firstErrors, warmupFirst...),
 		P50ms:           ms(percentile(all, 0.50)),
 		P95ms:           ms(percentile(all, 0.95)),
 		P99ms:           ms(percentile(all, 0.99)),
