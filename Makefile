@@ -5,6 +5,8 @@
 #   make test    go vet, then every test with the race detector (fuzz seed corpora included)
 #   make bench   token issuance load test against a fresh local server (see docs/benchmarks.md)
 #   make bench-attest  issuance with and without a current attestation, then POST /v1/attestations
+#   make bench-compare Lanyard vs Ory Hydra v2.3.0, same machine, stores and load (docs/benchmarks.md)
+#   make bench-scale   1,000 then 1,000,000 agents in PostgreSQL: issuance, introspection, listing, RSS
 #   make certs   development TLS CA and server certificate in certs/ (see certs/README.md)
 #   make fuzz    run each fuzz target for FUZZTIME (optional; not part of CI)
 #   make vault   build the Vault server the tests use, once, into $(VAULT_BIN)
@@ -66,6 +68,29 @@ bench-attest: build
 	./bin/lanyard-bench -bin $(BIN) $(ATTEST_BENCH_FLAGS)
 	./bin/lanyard-bench -bin $(BIN) -attested $(ATTEST_BENCH_FLAGS)
 	./bin/lanyard-bench -bin $(BIN) -mode attest -rate 600 -c 16 -d 20s -warmup 3s
+
+# Lanyard and Ory Hydra side by side on SQLite, then PostgreSQL (BENCH_DATABASE_URL; a
+# fresh schema for Lanyard and a fresh database for Hydra each run), at 1, 16 and 64
+# clients, 3 runs each, alternating: about 20 minutes. Hydra is built once from its own
+# module (test/bench/hydra, never in Lanyard's go.mod) into $(HYDRA_BIN). Override
+# COMPARE_FLAGS, e.g. COMPARE_FLAGS='-stores postgres -clients 64'. Needs PostgreSQL
+# on 127.0.0.1:5432 for the postgres store (bash .ci/run starts it).
+HYDRA_BIN          ?= bin/hydra-v2.3.0
+BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
+COMPARE_FLAGS      ?=
+SCALE_FLAGS        ?=
+.PHONY: bench-compare bench-scale
+bench-compare: build
+	$(GO) build -o bin/lanyard-bench ./test/bench
+	@test -x $(HYDRA_BIN) || sh test/bench/hydra/build.sh $(HYDRA_BIN)
+	./bin/lanyard-bench compare -bin $(BIN) -hydra $(HYDRA_BIN) -database-url '$(BENCH_DATABASE_URL)' $(COMPARE_FLAGS)
+
+# Bulk-loads 1,000 then 1,000,000 agents (COPY) into a fresh PostgreSQL schema and
+# measures issuance, introspection, GET /v1/agents pages and the server's peak RSS at
+# each size, with the query plans. Override SCALE_FLAGS, e.g. SCALE_FLAGS='-sizes 1000,100000'.
+bench-scale: build
+	$(GO) build -o bin/lanyard-bench ./test/bench
+	./bin/lanyard-bench scale -bin $(BIN) -database-url '$(BENCH_DATABASE_URL)' $(SCALE_FLAGS)
 
 certs:
 	sh certs/gen.sh

@@ -84,7 +84,31 @@ type options struct {
 	// attested registers the agent with a reference measurement and attests it once
 	// before the run, so that every token request passes the attestation gate.
 	attested bool
+	// auth is the client authentication of the token requests: private_key_jwt or
+	// client_secret_basic.
+	auth string
+	// hydraAdmin, with url, makes the target an Ory Hydra server: the client is
+	// registered through this admin API URL instead of Lanyard's /v1.
+	hydraAdmin string
+	// clientIDsFile and keyFile make token requests come from existing agents (one
+	// client_id a line, all registered with the public half of the private JWK in
+	// keyFile) instead of one registered for the run: bench scale uses them to spread
+	// the load over many agents.
+	clientIDsFile string
+	keyFile       string
+
+	// Not flags: bench scale restarts one server on the same data dir and schema.
+	// dataDir, when set, is used (and kept) instead of a fresh temp dir; with
+	// exactDatabaseURL the database URL is used as given, not with a fresh schema.
+	dataDir          string
+	exactDatabaseURL bool
 }
+
+// Client authentication methods the generator can use.
+const (
+	authPrivateKeyJWT     = "private_key_jwt"
+	authClientSecretBasic = "client_secret_basic"
+)
 
 type multiFlag []string
 
@@ -92,6 +116,24 @@ func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 func main() {
+	if len(os.Args) > 1 && (os.Args[1] == "compare" || os.Args[1] == "scale") {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		var err error
+		if os.Args[1] == "compare" {
+			err = compareMain(ctx, os.Args[2:])
+		} else {
+			err = scaleMain(ctx, os.Args[2:])
+		}
+		stop()
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench %s: %v\n", os.Args[1], err)
+			os.Exit(1)
+		}
+		return
+	}
 	var o options
 	flag.IntVar(&o.concurrency, "c", 64, "concurrent clients")
 	flag.DurationVar(&o.duration, "d", 20*time.Second, "measured duration")
@@ -108,8 +150,12 @@ func main() {
 	flag.BoolVar(&o.jsonOut, "json", false, "print the report as JSON")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temp data dir and server log")
 	flag.IntVar(&o.maxErrors, "max-errors", 0, "exit non-zero when the measured window has more errors than this")
-	flag.StringVar(&o.mode, "mode", "token", "token: load the token endpoint; attest: load POST /v1/attestations (challenges fetched before the clock starts)")
+	flag.StringVar(&o.mode, "mode", "token", "token: load the token endpoint; introspect: load /oauth2/introspect (tokens issued before the clock starts, a client_secret resource server calls); attest: load POST /v1/attestations (challenges fetched before the clock starts)")
 	flag.BoolVar(&o.attested, "attested", false, "register the agent with a reference measurement and attest it first, so every token passes the attestation gate")
+	flag.StringVar(&o.auth, "auth", authPrivateKeyJWT, "client authentication: private_key_jwt (a pre-signed ES256 assertion per request) or client_secret_basic")
+	flag.StringVar(&o.hydraAdmin, "hydra-admin", "", "with -url: the target is Ory Hydra, and this is its admin API URL (loopback), where the client is registered")
+	flag.StringVar(&o.clientIDsFile, "client-ids", "", "file of client_ids (one a line) of existing private_key_jwt agents to spread requests over, instead of registering one (needs -key)")
+	flag.StringVar(&o.keyFile, "key", "", "with -client-ids: the private JWK (JSON) those agents authenticate with")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -136,15 +182,37 @@ func (o *options) validate() error {
 		errs = append(errs, fmt.Errorf("-warmup + -d = %s: at most %s, because pre-signed assertions live %s (the server allows at most 5m)",
 			o.warmup+o.duration, maxRun, assertionLifetime))
 	}
+	if (o.clientIDsFile == "") != (o.keyFile == "") {
+		errs = append(errs, errors.New("-client-ids and -key go together"))
+	}
+	if o.clientIDsFile != "" && (o.auth != authPrivateKeyJWT || o.attested || o.hydraAdmin != "") {
+		errs = append(errs, errors.New("-client-ids: only with -auth private_key_jwt, without -attested, on Lanyard"))
+	}
 	switch o.mode {
-	case "token":
+	case "token", "introspect":
 	case "attest":
 		// Challenges live 60 s and are all fetched before the clock starts.
 		if o.warmup+o.duration > 45*time.Second {
 			errs = append(errs, fmt.Errorf("-mode attest: -warmup + -d = %s: at most 45s, because challenges expire 60s after they are fetched", o.warmup+o.duration))
 		}
 	default:
-		errs = append(errs, fmt.Errorf("-mode %q: want token or attest", o.mode))
+		errs = append(errs, fmt.Errorf("-mode %q: want token, introspect or attest", o.mode))
+	}
+	switch o.auth {
+	case authPrivateKeyJWT, authClientSecretBasic:
+	default:
+		errs = append(errs, fmt.Errorf("-auth %q: want %s or %s", o.auth, authPrivateKeyJWT, authClientSecretBasic))
+	}
+	if o.hydraAdmin != "" {
+		if err := requireLoopback(o.hydraAdmin); err != nil {
+			errs = append(errs, fmt.Errorf("-hydra-admin: %w", err))
+		}
+		if o.url == "" {
+			errs = append(errs, errors.New("-hydra-admin needs -url (Hydra's public URL)"))
+		}
+		if o.mode != "token" || o.attested {
+			errs = append(errs, errors.New("-hydra-admin: only -mode token without -attested (Hydra has no attestation)"))
+		}
 	}
 	if o.rate < 1 {
 		errs = append(errs, fmt.Errorf("-rate %g: must be at least 1", o.rate))
@@ -156,7 +224,7 @@ func (o *options) validate() error {
 		if o.adminToken == "" {
 			o.adminToken = os.Getenv("LANYARD_ADMIN_TOKEN")
 		}
-		if o.adminToken == "" {
+		if o.adminToken == "" && o.hydraAdmin == "" {
 			errs = append(errs, errors.New("-url needs -admin-token (or LANYARD_ADMIN_TOKEN) to register the bench agent"))
 		}
 	}
@@ -204,50 +272,42 @@ func run(ctx context.Context, o options) error {
 	}
 
 	httpClient := &http.Client{Transport: newTransport(o.concurrency), Timeout: o.timeout}
-	c := client.New(baseURL, adminToken, httpClient)
-	disc, err := c.Discover(ctx)
+	var (
+		c   *client.Client
+		reg *registration
+		err error
+	)
+	if o.hydraAdmin != "" {
+		reg, err = registerHydraClient(ctx, httpClient, o)
+	} else {
+		c = client.New(baseURL, adminToken, httpClient)
+		reg, err = registerLanyardAgent(ctx, c, o)
+	}
 	if err != nil {
 		return err
 	}
-	if err := requireLoopback(disc.TokenEndpoint); err != nil {
-		return fmt.Errorf("discovered token endpoint: %w", err)
-	}
+	logf("registered %s client %s (%s); token endpoint %s", reg.server, reg.clientID, o.auth, reg.tokenURL)
 
-	attested := o.attested || o.mode == "attest"
-	key, agent, err := registerAgent(ctx, c, o.scope, attested)
-	if err != nil {
-		return err
-	}
-	auth := client.AgentAuth{ClientID: agent.ClientID, Key: key}
-	if attested {
-		if err := attestOnce(ctx, c, auth); err != nil {
-			return err
-		}
-	}
-	logf("registered agent %s (client_id %s); token endpoint %s", agent.ID, agent.ClientID, disc.TokenEndpoint)
-
-	var scopes []string
-	if o.scope != "" {
-		scopes = []string{o.scope}
-	}
+	tokenTarget := target{url: reg.tokenURL, contentType: "application/x-www-form-urlencoded", okStatus: http.StatusOK, header: reg.authHeader()}
 	// One real request first, so a misconfiguration shows as one clear error rather
 	// than as a run full of failures after seconds of signing.
-	if _, err := c.RequestToken(ctx, client.TokenRequest{
-		TokenURL: disc.TokenEndpoint, Audience: disc.Issuer, ClientID: agent.ClientID, Key: key, Scopes: scopes,
-	}); err != nil {
-		return fmt.Errorf("sanity token request: %w", err)
+	if err := checkToken(tokenTarget, reg, o.scope, o.timeout); err != nil {
+		return fmt.Errorf("sanity token request to %s: %w", reg.server, err)
 	}
 
 	n := int(math.Ceil(o.rate*(o.warmup+o.duration).Seconds())) + o.concurrency
 	t0 := time.Now()
-	tgt := target{url: disc.TokenEndpoint, contentType: "application/x-www-form-urlencoded", okStatus: http.StatusOK}
+	tgt := tokenTarget
 	var bodies [][]byte
-	if o.mode == "attest" {
+	switch o.mode {
+	case "introspect":
+		tgt, bodies, err = prepareIntrospection(ctx, c, tokenTarget, reg, o.scope, n, o.timeout)
+	case "attest":
 		tgt = target{url: strings.TrimSuffix(baseURL, "/") + "/v1/attestations", contentType: "application/json",
 			okStatus: http.StatusCreated, okMarker: []byte(`"status":"affirming"`)}
-		bodies, err = prepareAttestations(ctx, c, auth, tgt.url, n)
-	} else {
-		bodies, err = presign(ctx, key, agent.ClientID, disc.Issuer, o.scope, n)
+		bodies, err = prepareAttestations(ctx, c, reg.agentAuth(), tgt.url, n)
+	default:
+		bodies, err = tokenBodies(ctx, reg, o.scope, n)
 	}
 	if err != nil {
 		return err
@@ -256,7 +316,8 @@ func run(ctx context.Context, o options) error {
 
 	logf("running %d clients: %s warm-up, %s measured", o.concurrency, o.warmup, o.duration)
 	res := drive(ctx, tgt, bodies, o, pid)
-	res.Mode, res.Attested = o.mode, attested
+	res.Mode, res.Attested = o.mode, o.attested || o.mode == "attest"
+	res.Target, res.Auth = reg.server, o.auth
 	res.Server = baseURL
 	res.StartedServer = srv != nil
 	if srv != nil {
@@ -319,9 +380,17 @@ func startServer(ctx context.Context, o options, logf func(string, ...any)) (*se
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "lanyard-bench-")
-	if err != nil {
-		return nil, err
+	dir, ownsDir := o.dataDir, false
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "lanyard-bench-"); err != nil {
+			return nil, err
+		}
+		ownsDir = true
+	}
+	removeDir := func() {
+		if ownsDir {
+			os.RemoveAll(dir)
+		}
 	}
 	tok := make([]byte, 32)
 	if _, err := rand.Read(tok); err != nil {
@@ -333,7 +402,7 @@ func startServer(ctx context.Context, o options, logf func(string, ...any)) (*se
 		dir:        dir,
 		logPath:    filepath.Join(dir, "server.log"),
 		database:   "sqlite",
-		keep:       o.keep,
+		keep:       o.keep || !ownsDir,
 		exited:     make(chan struct{}),
 	}
 	if o.databaseURL != "" {
@@ -342,9 +411,9 @@ func startServer(ctx context.Context, o options, logf func(string, ...any)) (*se
 			s.database = o.databaseURL
 		}
 	}
-	logFile, err := os.Create(s.logPath)
+	logFile, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		os.RemoveAll(dir)
+		removeDir()
 		return nil, err
 	}
 	defer logFile.Close()
@@ -366,11 +435,11 @@ func startServer(ctx context.Context, o options, logf func(string, ...any)) (*se
 	)
 	if o.databaseURL != "" {
 		dsn := o.databaseURL
-		if s.database == "postgres" {
+		if s.database == "postgres" && !o.exactDatabaseURL {
 			// A schema of the run's own: the fresh data dir holds fresh secrets, which
 			// the keys left in another run's schema would not match.
 			if dsn, s.dropSchema, err = freshSchema(dsn); err != nil {
-				os.RemoveAll(dir)
+				removeDir()
 				return nil, err
 			}
 		}
@@ -385,7 +454,7 @@ func startServer(ctx context.Context, o options, logf func(string, ...any)) (*se
 	s.cmd.Stderr = logFile
 	setParentDeathSignal(s.cmd)
 	if err := s.cmd.Start(); err != nil {
-		os.RemoveAll(dir)
+		removeDir()
 		return nil, fmt.Errorf("start %s serve: %w", bin, err)
 	}
 	go func() {
@@ -481,19 +550,14 @@ func (s *server) stop(logf func(string, ...any)) {
 	os.RemoveAll(s.dir)
 }
 
-// registerAgent registers a fresh ES256 private_key_jwt agent allowed scope.
-func registerAgent(ctx context.Context, c *client.Client, scope string, attested bool) (*jose.JSONWebKey, *client.Agent, error) {
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+// registerAgent registers a fresh agent allowed scope that issues ES256 tokens: a
+// private_key_jwt agent with a new ES256 key, or with secret a client_secret agent
+// (then the key is nil and the secret is returned).
+func registerAgent(ctx context.Context, c *client.Client, scope string, attested, secret bool) (*jose.JSONWebKey, *client.Agent, string, error) {
+	key, pub, err := newES256Key()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
-	pub := jose.JSONWebKey{Key: &priv.PublicKey, Algorithm: "ES256", Use: "sig"}
-	tp, err := pub.Thumbprint(crypto.SHA256)
-	if err != nil {
-		return nil, nil, err
-	}
-	pub.KeyID = base64.RawURLEncoding.EncodeToString(tp)
-	key := &jose.JSONWebKey{Key: priv, KeyID: pub.KeyID, Algorithm: "ES256", Use: "sig"}
 
 	suffix := make([]byte, 4)
 	rand.Read(suffix)
@@ -504,12 +568,15 @@ func registerAgent(ctx context.Context, c *client.Client, scope string, attested
 		Owner:       "bench",
 		Purpose:     "load test of token issuance",
 		RiskLevel:   client.RiskLow,
-		Credential:  client.CredentialSpec{Type: client.CredentialPrivateKeyJWT, JWKS: &jose.JSONWebKeySet{Keys: []jose.JSONWebKey{pub}}},
+		Credential:  client.CredentialSpec{Type: client.CredentialPrivateKeyJWT, JWKS: &jose.JSONWebKeySet{Keys: []jose.JSONWebKey{*pub}}},
 		TokenAlg:    "ES256",
 		MaxTokenTTL: &ttl,
 	}
 	if scope != "" {
 		req.AllowedScopes = []string{scope}
+	}
+	if secret {
+		key, req.Credential = nil, client.CredentialSpec{Type: client.CredentialClientSecret}
 	}
 	if attested {
 		// The longest verdict the server allows, so that none expires mid-run.
@@ -519,15 +586,34 @@ func registerAgent(ctx context.Context, c *client.Client, scope string, attested
 	}
 	res, err := c.RegisterAgent(ctx, req)
 	if err != nil {
-		return nil, nil, fmt.Errorf("register bench agent: %w", err)
+		return nil, nil, "", fmt.Errorf("register bench agent: %w", err)
 	}
 	agent := &res.Agent
 	if agent.Status == client.StatusPending {
 		if agent, err = c.Transition(ctx, agent.ID, client.ActionActivate, "bench"); err != nil {
-			return nil, nil, fmt.Errorf("activate bench agent: %w", err)
+			return nil, nil, "", fmt.Errorf("activate bench agent: %w", err)
 		}
 	}
-	return key, agent, nil
+	if secret && res.ClientSecret == "" {
+		return nil, nil, "", errors.New("register bench agent: no client_secret in the answer")
+	}
+	return key, agent, res.ClientSecret, nil
+}
+
+// newES256Key returns a fresh P-256 private key and its public JWK, with the RFC 7638
+// thumbprint as key id.
+func newES256Key() (*jose.JSONWebKey, *jose.JSONWebKey, error) {
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	pub := &jose.JSONWebKey{Key: &priv.PublicKey, Algorithm: "ES256", Use: "sig"}
+	tp, err := pub.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return nil, nil, err
+	}
+	pub.KeyID = base64.RawURLEncoding.EncodeToString(tp)
+	return &jose.JSONWebKey{Key: priv, KeyID: pub.KeyID, Algorithm: "ES256", Use: "sig"}, pub, nil
 }
 
 // benchMeasurements are the bench agent's reference measurements and what it reports.
@@ -609,21 +695,27 @@ func prepareAttestations(ctx context.Context, c *client.Client, auth client.Agen
 }
 
 // presign builds n complete token request bodies, each with its own assertion (unique
-// jti), signing on every core.
-func presign(ctx context.Context, key *jose.JSONWebKey, clientID, audience, scope string, n int) ([][]byte, error) {
+// jti), signing on every core. Request i is made by clientIDs[i % len(clientIDs)] (all
+// share key).
+func presign(ctx context.Context, key *jose.JSONWebKey, clientIDs []string, audience, scope string, n int) ([][]byte, error) {
 	signer, err := client.NewAssertionSigner(key)
 	if err != nil {
 		return nil, err
 	}
-	prefix := "grant_type=client_credentials&client_id=" + url.QueryEscape(clientID) +
-		"&client_assertion_type=" + url.QueryEscape(client.JWTBearerAssertionType)
-	if scope != "" {
-		prefix += "&scope=" + url.QueryEscape(scope)
+	if len(clientIDs) == 0 {
+		return nil, errors.New("presign: no client id")
 	}
-	prefix += "&client_assertion="
+	suffix := "&client_assertion_type=" + url.QueryEscape(client.JWTBearerAssertionType)
+	if scope != "" {
+		suffix += "&scope=" + url.QueryEscape(scope)
+	}
+	suffix += "&client_assertion="
 	bodies := make([][]byte, n)
 	now := time.Now()
-	workers := runtime.GOMAXPROCS(0)
+	// Signing happens before the clock starts, on every core even when the generator
+	// runs with GOMAXPROCS=1 for the measured part.
+	workers := runtime.NumCPU()
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(workers))
 	var (
 		wg       sync.WaitGroup
 		next     atomic.Int64
@@ -639,11 +731,13 @@ func presign(ctx context.Context, key *jose.JSONWebKey, clientID, audience, scop
 				if i >= n || ctx.Err() != nil {
 					return
 				}
+				clientID := clientIDs[i%len(clientIDs)]
 				a, err := signer.Sign(clientID, audience, now, assertionLifetime)
 				if err != nil {
 					errOnce.Do(func() { firstErr = err })
 					return
 				}
+				prefix := "grant_type=client_credentials&client_id=" + url.QueryEscape(clientID) + suffix
 				b := make([]byte, 0, len(prefix)+len(a))
 				bodies[i] = append(append(b, prefix...), a...)
 			}
@@ -659,6 +753,8 @@ func presign(ctx context.Context, key *jose.JSONWebKey, clientID, audience, scop
 // result is the report of one run.
 type result struct {
 	Server        string  `json:"server"`
+	Target        string  `json:"target"` // lanyard or hydra
+	Auth          string  `json:"auth"`
 	StartedServer bool    `json:"started_server"`
 	Mode          string  `json:"mode"`
 	Attested      bool    `json:"attested"`
@@ -688,12 +784,14 @@ type result struct {
 
 func (r *result) print(w io.Writer) {
 	switch {
+	case r.Mode == "introspect":
+		fmt.Fprintf(w, "lanyard introspection: POST /oauth2/introspect, a client_secret_basic resource server, ES256 tokens\n")
 	case r.Mode == "attest":
 		fmt.Fprintf(w, "lanyard attestation: POST /v1/attestations, measurements only (host none), private_key_jwt ES256\n")
 	case r.Attested:
 		fmt.Fprintf(w, "lanyard token issuance: client_credentials, private_key_jwt ES256, through the attestation gate\n")
 	default:
-		fmt.Fprintf(w, "lanyard token issuance: client_credentials, private_key_jwt ES256\n")
+		fmt.Fprintf(w, "%s token issuance: client_credentials, %s, ES256 tokens\n", r.Target, r.Auth)
 	}
 	where := r.Server
 	if r.StartedServer {
@@ -705,8 +803,11 @@ func (r *result) print(w io.Writer) {
 		fmt.Fprintf(w, "note:         the pre-signed assertions ran out; the window was cut short (raise -rate)\n")
 	}
 	unit := "tokens"
-	if r.Mode == "attest" {
+	switch r.Mode {
+	case "attest":
 		unit = "verdicts"
+	case "introspect":
+		unit = "introspections"
 	}
 	fmt.Fprintf(w, "%-13s %d ok, %d errors (%d during warm-up)\n", unit+":", r.OK, r.Errors, r.WarmupErrors)
 	fmt.Fprintf(w, "throughput:   %.0f %s/s\n", r.TokensPerSecond, unit)
@@ -733,7 +834,8 @@ func drive(ctx context.Context, tgt target, bodies [][]byte, o options, pid int)
 		errCount     atomic.Int64
 		warmupErrors atomic.Int64
 		errMu        sync.Mutex
-		firstErrors  []string
+		firstErrors  []string // the first 5 in the measured window
+		warmupFirst  []string // the first 3 in the warm-up
 		lats         = make([][]time.Duration, o.concurrency)
 	)
 	start := time.Now()
@@ -759,14 +861,17 @@ func drive(ctx context.Context, tgt target, bodies [][]byte, o options, pid int)
 	}()
 
 	recordErr := func(measured bool, msg string) {
-		if !measured {
+		if measured {
+			errCount.Add(1)
+		} else {
 			warmupErrors.Add(1)
-			return
+			msg = "(warm-up) " + msg
 		}
-		errCount.Add(1)
 		errMu.Lock()
-		if len(firstErrors) < 5 {
+		if measured && len(firstErrors) < 5 {
 			firstErrors = append(firstErrors, msg)
+		} else if !measured && len(warmupFirst) < 3 {
+			warmupFirst = append(warmupFirst, msg)
 		}
 		errMu.Unlock()
 	}
@@ -791,6 +896,17 @@ func drive(ctx context.Context, tgt target, bodies [][]byte, o options, pid int)
 				}
 				t := time.Now()
 				status, errBody, err := conn.post(bodies[i])
+				done := time.Now()
+				if t.Before(measureFrom) && !done.Before(end) {
+					// Sent before the window and answered (or failed) only after it:
+					// the client saw nothing for the whole measured window.
+					msg := fmt.Sprintf("no answer during the whole measured window (waited %s)", done.Sub(t).Round(time.Millisecond))
+					if err != nil {
+						msg += ": " + err.Error()
+					}
+					recordErr(true, msg)
+					return
+				}
 				if err != nil {
 					if runCtx.Err() != nil {
 						return // the run ended mid-request; not an error of the server
@@ -798,7 +914,6 @@ func drive(ctx context.Context, tgt target, bodies [][]byte, o options, pid int)
 					recordErr(t.After(measureFrom), err.Error())
 					continue
 				}
-				done := time.Now()
 				measured := t.After(measureFrom) && done.Before(end)
 				if status != tgt.okStatus {
 					recordErr(measured, fmt.Sprintf("%d %s", status, strings.TrimSpace(string(errBody))))
@@ -832,7 +947,7 @@ func drive(ctx context.Context, tgt target, bodies [][]byte, o options, pid int)
 		OK:              okCount.Load(),
 		Errors:          errCount.Load(),
 		WarmupErrors:    warmupErrors.Load(),
-		FirstErrors:     firstErrors,
+		FirstErrors:     append(firstErrors, warmupFirst...),
 		P50ms:           ms(percentile(all, 0.50)),
 		P95ms:           ms(percentile(all, 0.95)),
 		P99ms:           ms(percentile(all, 0.99)),

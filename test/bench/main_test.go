@@ -71,7 +71,7 @@ func TestProcFigures(t *testing.T) {
 func TestPresignAndDrive(t *testing.T) {
 	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	key := &jose.JSONWebKey{Key: priv, KeyID: "k1", Algorithm: "ES256"}
-	bodies, err := presign(context.Background(), key, "agt_1", "http://issuer", "bench:read", 400)
+	bodies, err := presign(context.Background(), key, []string{"agt_1"}, "http://issuer", "bench:read", 400)
 	if err != nil {
 		t.Fatal(err)
 	}

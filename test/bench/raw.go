@@ -20,6 +20,9 @@ type target struct {
 	okStatus    int
 	// okMarker, when set, must appear in a successful answer's body.
 	okMarker []byte
+	// header is extra request header lines, each ending in CRLF (e.g. the
+	// Authorization header of client_secret_basic, the same on every request).
+	header string
 }
 
 // rawClient is one keep-alive HTTP/1.1 connection that posts pre-built bodies to
@@ -36,6 +39,9 @@ type rawClient struct {
 	br      *bufio.Reader
 	buf     []byte
 	t       target
+	// full makes post return the whole answer body, whatever the status (for the
+	// one checked request before a run).
+	full bool
 }
 
 func newRawClient(t target, timeout time.Duration) *rawClient {
@@ -47,8 +53,8 @@ func newRawClient(t target, timeout time.Duration) *rawClient {
 	if u.Port() == "" {
 		host = net.JoinHostPort(u.Hostname(), "80")
 	}
-	hdr := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nAccept: application/json\r\nContent-Length: ",
-		u.RequestURI(), u.Host, t.contentType)
+	hdr := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nAccept: application/json\r\n%sContent-Length: ",
+		u.RequestURI(), u.Host, t.contentType, t.header)
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
@@ -83,6 +89,8 @@ func (c *rawClient) post(body []byte) (int, []byte, error) {
 	var errBody []byte
 	status := resp.StatusCode
 	switch {
+	case c.full:
+		errBody, _ = io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	case status != c.t.okStatus:
 		errBody, _ = io.ReadAll(io.LimitReader(resp.Body, 512))
 	case c.t.okMarker != nil:
