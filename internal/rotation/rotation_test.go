@@ -1,11 +1,19 @@
 package rotation_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/lanyardhq/lanyard/internal/lifecycle"
 	"github.com/lanyardhq/lanyard/internal/rotation"
@@ -407,4 +415,67 @@ func TestStopErrorLeavesNoTrace(t *testing.T) {
 	if open := e.openRotations(t); open[0].Attempts != 0 || open[0].LastError != "" {
 		t.Fatalf("a stop was recorded as a failure: %+v", open[0])
 	}
+}
+
+// TestComplianceCountsOverdueExternalCredentials: an agent that registered its own keys
+// is not rotated by Lanyard, but with a policy it counts, and shows up as overdue in the
+// figures and the metrics once its key is older than the interval.
+func TestComplianceCountsOverdueExternalCredentials(t *testing.T) {
+	e := newEnv(t, "local")
+	in := e.start(t, "a", nil)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	set, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1", Algorithm: "ES256", Use: "sig"}}})
+	reg, err := in.svc.Register(t.Context(), "admin", lifecycle.RegisterRequest{Name: "own-keys", Namespace: "prod", Owner: "x",
+		Credential: &lifecycle.CredentialRequest{Type: store.CredentialPrivateKeyJWT, JWKS: set}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.setPolicy(t, reg.Agent.ID, time.Hour, 0)
+	secretID, _ := in.registerSecret(t, "managed")
+	in.setPolicy(t, secretID, time.Hour, time.Minute)
+	e.clock.Advance(2 * time.Hour)
+	in.eng.TickHeld(t.Context()) // rotates the managed one; counts both as they were
+	in.eng.TickHeld(t.Context())
+	c, err := in.eng.Compliance(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.AgentCredential.Total != 2 || c.AgentCredential.Overdue != 1 || c.AgentCredential.Ratio != 0.5 {
+		t.Fatalf("compliance = %+v, want 1 of 2 overdue", c.AgentCredential)
+	}
+	if list, _ := e.st.ListRotations(t.Context(), store.RotationAgentCredential, reg.Agent.ID, 10); len(list) != 0 {
+		t.Fatalf("an agent-supplied key was rotated: %+v", list)
+	}
+	reg2 := prometheus.NewRegistry()
+	reg2.MustRegister(in.eng.Collectors()...)
+	got, err := testutil.GatherAndCount(reg2, "lanyard_rotation_compliance_ratio")
+	if err != nil || got != 2 {
+		t.Fatalf("compliance metric series = %d, %v", got, err)
+	}
+	if v := agentRatio(t, reg2); v != 0.5 {
+		t.Fatalf("lanyard_rotation_compliance_ratio{kind=agent_credential} = %v", v)
+	}
+}
+
+// agentRatio returns lanyard_rotation_compliance_ratio{kind="agent_credential"} from reg.
+func agentRatio(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "lanyard_rotation_compliance_ratio" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "kind" && l.GetValue() == store.RotationAgentCredential {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatal("no agent_credential compliance series")
+	return 0
 }
