@@ -23,12 +23,25 @@ func (s *Store) CreateChallenge(ctx context.Context, c *store.AttestationChallen
 // ConsumeChallenge implements store.Attestations: it reads and deletes the challenge in
 // one transaction, so two requests with the same nonce cannot both consume it.
 func (s *Store) ConsumeChallenge(ctx context.Context, nonceHash []byte) (*store.AttestationChallenge, error) {
-	var out store.AttestationChallenge
+	out, err := consumeOnce[store.AttestationChallenge](ctx, s, "nonce_hash", nonceHash)
+	if err != nil {
+		return nil, wrapErr("consume challenge", err)
+	}
+	out.ExpiresAt = utc(out.ExpiresAt)
+	return out, nil
+}
+
+// consumeOnce reads the row of T whose column equals key and deletes it, in one
+// transaction on the writer: of two concurrent callers exactly one gets the row, the
+// other gorm.ErrRecordNotFound. It serves single-use values (nonces, enrolment
+// challenges).
+func consumeOnce[T any](ctx context.Context, s *Store, column string, key any) (*T, error) {
+	var out T
 	err := s.w.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if err := tx.Clauses(forUpdate).Where("nonce_hash = ?", nonceHash).Take(&out).Error; err != nil {
+		if err := tx.Clauses(forUpdate).Where(column+" = ?", key).Take(&out).Error; err != nil {
 			return err
 		}
-		res := tx.Where("nonce_hash = ?", nonceHash).Delete(&store.AttestationChallenge{})
+		res := tx.Where(column+" = ?", key).Delete(new(T))
 		if res.Error != nil {
 			return res.Error
 		}
@@ -38,9 +51,8 @@ func (s *Store) ConsumeChallenge(ctx context.Context, nonceHash []byte) (*store.
 		return nil
 	})
 	if err != nil {
-		return nil, wrapErr("consume challenge", err)
+		return nil, err
 	}
-	out.ExpiresAt = utc(out.ExpiresAt)
 	return &out, nil
 }
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 
 	"github.com/lanyardhq/lanyard/internal/store"
@@ -23,25 +22,12 @@ func (s *Store) CreatePendingTPMEnrolment(ctx context.Context, p *store.PendingT
 // ConsumePendingTPMEnrolment implements store.TPMEnrolments: it reads and deletes the
 // row in one transaction, so two answers to one challenge cannot both consume it.
 func (s *Store) ConsumePendingTPMEnrolment(ctx context.Context, id string) (*store.PendingTPMEnrolment, error) {
-	var out store.PendingTPMEnrolment
-	err := s.w.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if err := tx.Clauses(forUpdate).Where("id = ?", id).Take(&out).Error; err != nil {
-			return err
-		}
-		res := tx.Where("id = ?", id).Delete(&store.PendingTPMEnrolment{})
-		if res.Error != nil {
-			return res.Error
-		}
-		if res.RowsAffected != 1 {
-			return gorm.ErrRecordNotFound
-		}
-		return nil
-	})
+	out, err := consumeOnce[store.PendingTPMEnrolment](ctx, s, "id", id)
 	if err != nil {
 		return nil, wrapErr("consume pending tpm enrolment", err)
 	}
 	out.ExpiresAt = utc(out.ExpiresAt)
-	return &out, nil
+	return out, nil
 }
 
 // PurgePendingTPMEnrolments implements store.TPMEnrolments.
