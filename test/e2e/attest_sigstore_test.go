@@ -18,22 +18,31 @@ const sigstoreFixtures = "../../internal/attest/sigstore/testdata/"
 
 func hexSum(s string) []byte { h := sha256.Sum256([]byte(s)); return h[:] }
 
+// readFixture reads one of the Sigstore fixtures.
+func readFixture(t *testing.T, name string) json.RawMessage {
+	t.Helper()
+	b, err := os.ReadFile(sigstoreFixtures + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// modelSigningRoot is the model digest the model-signing fixture proves: its model has
+// two files, config.json and weights, whose contents are their own names; the root is
+// SHA-256 over the concatenated file digests.
+func modelSigningRoot() string {
+	root := sha256.Sum256(append(hexSum("config.json"), hexSum("weights")...))
+	return "sha256:" + hex.EncodeToString(root[:])
+}
+
 // TestAttestationSigstore: an OpenSSF model-signing bundle from an allowed signer proves
 // the model digest; a bundle over other digests, or from a signer the policy does not
 // name, does not.
 func TestAttestationSigstore(t *testing.T) {
 	e := startWith(t, "", func(c *config.Config) { c.SigstoreTrustedRoot = sigstoreFixtures + "trusted_root.json" })
-	read := func(name string) json.RawMessage {
-		b, err := os.ReadFile(sigstoreFixtures + name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
-	// The fixture's model has two files, config.json and weights, whose contents are
-	// their own names; the root is SHA-256 over the concatenated file digests.
-	root := sha256.Sum256(append(hexSum("config.json"), hexSum("weights")...))
-	model := "sha256:" + hex.EncodeToString(root[:])
+	read := func(name string) json.RawMessage { return readFixture(t, name) }
+	model := modelSigningRoot()
 
 	register := func(name, subject string) registered {
 		return e.registerJWT(t, name, map[string]any{"reference": map[string]any{
@@ -76,16 +85,9 @@ func TestAttestationSigstore(t *testing.T) {
 // and a policy that requires the prompt to be signed as well as the model.
 func TestAttestationSigstorePolicy(t *testing.T) {
 	e := startWith(t, "", func(c *config.Config) { c.SigstoreTrustedRoot = sigstoreFixtures + "trusted_root.json" })
-	read := func(name string) json.RawMessage {
-		b, err := os.ReadFile(sigstoreFixtures + name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
-	root := sha256.Sum256(append(hexSum("config.json"), hexSum("weights")...))
+	read := func(name string) json.RawMessage { return readFixture(t, name) }
 	m := map[string]string{
-		"model_digest": "sha256:" + hex.EncodeToString(root[:]),
+		"model_digest": modelSigningRoot(),
 		// keyless_dsse.json is an in-toto statement whose subjects include sha256("prompt").
 		"prompt_digest": "sha256:" + hex.EncodeToString(hexSum("prompt")),
 	}
