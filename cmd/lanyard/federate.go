@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -62,20 +63,13 @@ func newFederateShowCmd() *cobra.Command {
 		Use:   "show AGENT_ID",
 		Short: "Show the agent's federated credentials and what Entra ID must trust",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := o.newClient(true)
+		RunE: o.runFederation(func(ctx context.Context, c *client.Client, args []string) (*client.Federation, error) {
+			f, err := c.GetFederation(ctx, args[0])
 			if err != nil {
-				return err
+				return nil, fmt.Errorf("federation of agent %s: %w", args[0], err)
 			}
-			f, err := c.GetFederation(cmd.Context(), args[0])
-			if err != nil {
-				return fmt.Errorf("federation of agent %s: %w", args[0], err)
-			}
-			if o.json {
-				return printJSON(cmd.OutOrStdout(), f.Raw, f)
-			}
-			return printFederation(cmd.OutOrStdout(), f)
-		},
+			return f, nil
+		}),
 	}
 	o.addFlags(cmd, true)
 	return cmd
@@ -95,20 +89,13 @@ func newFederateAddCmd() *cobra.Command {
 			"--client-id restricts azp/appid and --app-only requires idtyp=app. The issuer must be trusted " +
 			"first (lanyard agent federate trust).",
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := o.newClient(true)
+		RunE: o.runFederation(func(ctx context.Context, c *client.Client, args []string) (*client.Federation, error) {
+			f, err := c.AddFederatedCredential(ctx, args[0], req)
 			if err != nil {
-				return err
+				return nil, fmt.Errorf("add federated credential to agent %s: %w", args[0], err)
 			}
-			f, err := c.AddFederatedCredential(cmd.Context(), args[0], req)
-			if err != nil {
-				return fmt.Errorf("add federated credential to agent %s: %w", args[0], err)
-			}
-			if o.json {
-				return printJSON(cmd.OutOrStdout(), f.Raw, f)
-			}
-			return printFederation(cmd.OutOrStdout(), f)
-		},
+			return f, nil
+		}),
 	}
 	o.addFlags(cmd, true)
 	fl := cmd.Flags()
@@ -129,20 +116,13 @@ func newFederateRemoveCmd() *cobra.Command {
 		Use:   "remove AGENT_ID CREDENTIAL_ID",
 		Short: "Remove one federated credential",
 		Args:  cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := o.newClient(true)
+		RunE: o.runFederation(func(ctx context.Context, c *client.Client, args []string) (*client.Federation, error) {
+			f, err := c.RemoveFederatedCredential(ctx, args[0], args[1])
 			if err != nil {
-				return err
+				return nil, fmt.Errorf("remove federated credential %s of agent %s: %w", args[1], args[0], err)
 			}
-			f, err := c.RemoveFederatedCredential(cmd.Context(), args[0], args[1])
-			if err != nil {
-				return fmt.Errorf("remove federated credential %s of agent %s: %w", args[1], args[0], err)
-			}
-			if o.json {
-				return printJSON(cmd.OutOrStdout(), f.Raw, f)
-			}
-			return printFederation(cmd.OutOrStdout(), f)
-		},
+			return f, nil
+		}),
 	}
 	o.addFlags(cmd, true)
 	return cmd
@@ -158,23 +138,16 @@ func newFederateEntraCmd() *cobra.Command {
 		Use:   "entra AGENT_ID (--enable | --disable)",
 		Short: "Let Entra ID trust the agent's tokens (RS256 tokens for " + client.EntraAudience + ")",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := o.newClient(true)
+		RunE: o.runFederation(func(ctx context.Context, c *client.Client, args []string) (*client.Federation, error) {
+			if _, err := c.SetEntraFederation(ctx, args[0], enable); err != nil {
+				return nil, fmt.Errorf("set entra_federation of agent %s: %w", args[0], err)
+			}
+			f, err := c.GetFederation(ctx, args[0])
 			if err != nil {
-				return err
+				return nil, fmt.Errorf("federation of agent %s: %w", args[0], err)
 			}
-			if _, err := c.SetEntraFederation(cmd.Context(), args[0], enable); err != nil {
-				return fmt.Errorf("set entra_federation of agent %s: %w", args[0], err)
-			}
-			f, err := c.GetFederation(cmd.Context(), args[0])
-			if err != nil {
-				return fmt.Errorf("federation of agent %s: %w", args[0], err)
-			}
-			if o.json {
-				return printJSON(cmd.OutOrStdout(), f.Raw, f)
-			}
-			return printFederation(cmd.OutOrStdout(), f)
-		},
+			return f, nil
+		}),
 	}
 	o.addFlags(cmd, true)
 	cmd.Flags().BoolVar(&enable, "enable", false, "allow tokens for "+client.EntraAudience)
@@ -280,4 +253,24 @@ func newFederateUntrustCmd() *cobra.Command {
 	}
 	o.addFlags(cmd, true)
 	return cmd
+}
+
+// runFederation is the RunE of the commands that change or show one agent's federation:
+// do runs with an admin client, and the agent's federation as the server answered is
+// printed (as JSON with --json).
+func (o *apiOptions) runFederation(do func(ctx context.Context, c *client.Client, args []string) (*client.Federation, error)) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		c, err := o.newClient(true)
+		if err != nil {
+			return err
+		}
+		f, err := do(cmd.Context(), c, args)
+		if err != nil {
+			return err
+		}
+		if o.json {
+			return printJSON(cmd.OutOrStdout(), f.Raw, f)
+		}
+		return printFederation(cmd.OutOrStdout(), f)
+	}
 }
