@@ -67,7 +67,7 @@ bench-attest: build
 	$(GO) build -o bin/lanyard-bench ./test/bench
 	./bin/lanyard-bench -bin $(BIN) $(ATTEST_BENCH_FLAGS)
 	./bin/lanyard-bench -bin $(BIN) -attested $(ATTEST_BENCH_FLAGS)
-	./bin/lanyard-bench -bin $(BIN) -mode attest -rate 600 -c 16 -d 20s -warmup 3s
+	./bin/lanyard-bench -bin $(BIN) -mode attest -rate 1200 -c 16 -d 10s -warmup 2s -server-env LANYARD_ATTESTATION_MAX_CHALLENGES=100000
 
 # Lanyard and Ory Hydra side by side on SQLite, then PostgreSQL (BENCH_DATABASE_URL; a
 # fresh schema for Lanyard and a fresh database for Hydra each run), at 1, 16 and 64

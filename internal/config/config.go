@@ -67,6 +67,9 @@ type Config struct {
 	SigstoreTrustedRoot string
 	// SigstorePublicKey is a PEM public key for key-based Sigstore bundles. Default: none.
 	SigstorePublicKey string
+	// AttestationMaxChallenges is how many unexpired attestation challenges one agent may
+	// hold at once. Default 16.
+	AttestationMaxChallenges int64
 	// TPMEKCABundle is a PEM bundle of TPM manufacturer CA certificates. When set, TPM
 	// attestation key enrolment requires an EK certificate issued by one of them.
 	// Default: none (EK certificates are checked against the EK only).
@@ -129,9 +132,11 @@ func Defaults() Config {
 		MaxTokenTTL:     time.Hour,
 		CredentialGrace: 24 * time.Hour,
 		MaxBodyBytes:    64 << 10,
-		ShutdownTimeout: 15 * time.Second,
-		Vault:           VaultConfig{Mount: "secret", Auth: "token", AppRoleMount: "approle", K8sMount: "kubernetes", K8sTokenFile: "/var/run/secrets/kubernetes.io/serviceaccount/token", Timeout: 10 * time.Second},
-		Rotation:        DefaultRotation(),
+
+		AttestationMaxChallenges: 16,
+		ShutdownTimeout:          15 * time.Second,
+		Vault:                    VaultConfig{Mount: "secret", Auth: "token", AppRoleMount: "approle", K8sMount: "kubernetes", K8sTokenFile: "/var/run/secrets/kubernetes.io/serviceaccount/token", Timeout: 10 * time.Second},
+		Rotation:                 DefaultRotation(),
 
 		FederationRefresh:    time.Hour,
 		FederationMinRefetch: time.Minute,
@@ -201,6 +206,7 @@ func (c *Config) options() []option {
 		{name: "shutdown-timeout", usage: "graceful shutdown limit", dur: &c.ShutdownTimeout},
 		{name: "sigstore-trusted-root", usage: "trusted_root.json to verify Sigstore bundles in attestation evidence", str: &c.SigstoreTrustedRoot},
 		{name: "sigstore-public-key", usage: "PEM public key to verify key-based Sigstore bundles", str: &c.SigstorePublicKey},
+		{name: "attestation-max-challenges", usage: "unexpired attestation challenges one agent may hold at once", i64: &c.AttestationMaxChallenges},
 		{name: "tpm-ek-ca-bundle", usage: "PEM bundle of TPM manufacturer CAs; when set, AK enrolment requires an EK certificate they issued", str: &c.TPMEKCABundle},
 		{name: "tpm-allow-unenrolled-ak", usage: "true to accept TPM attestation keys that have not completed enrolment (default false)", str: &c.TPMAllowUnenrolledAK},
 		{name: "federation-issuers", usage: "comma-separated external token issuers trusted for federated credentials", str: &c.FederationIssuers},
@@ -367,6 +373,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBodyBytes < 1024 || c.MaxBodyBytes > 16<<20 {
 		p = append(p, fmt.Sprintf("LANYARD_MAX_BODY_BYTES: %d is outside 1024..16777216", c.MaxBodyBytes))
+	}
+	if c.AttestationMaxChallenges < 1 || c.AttestationMaxChallenges > 100000 {
+		p = append(p, fmt.Sprintf("LANYARD_ATTESTATION_MAX_CHALLENGES: %d is outside 1..100000", c.AttestationMaxChallenges))
 	}
 	for _, iss := range strings.Split(c.FederationIssuers, ",") {
 		iss = strings.TrimSpace(iss)

@@ -157,7 +157,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, e
 	if err != nil {
 		return nil, err
 	}
-	att := attest.New(s.st, s.audit, svc, km, attest.Options{Issuer: cfg.Issuer, TPM: attest.TPMQuotes{}, Sigstore: sigv})
+	att := attest.New(s.st, s.audit, svc, km, attest.Options{Issuer: cfg.Issuer, TPM: attest.TPMQuotes{}, Sigstore: sigv, MaxOutstanding: int(cfg.AttestationMaxChallenges)})
 	att.OnResult(provider.InvalidateAgent)
 
 	eng := rotation.New(s.st, svc, km, sb, s.audit, rotation.Options{
