@@ -109,6 +109,8 @@ type agentView struct {
 	Rotation *rotation.CredentialStatus
 	// Federated are the agent's federated credentials (an external issuer's tokens).
 	Federated []store.Credential
+	// CanFederate is true when the viewer may edit the Federation panel.
+	CanFederate bool
 }
 
 type credentialRow struct {
@@ -218,6 +220,7 @@ func (h *Handler) agentPage(c echo.Context) error {
 		*q.dst = h.auditRows(evs)
 	}
 	p := authz.FromContext(ctx)
+	av.CanFederate = p.Can(authz.UpdateAgents, a.Namespace)
 	for _, act := range actionOrder {
 		spec := actions[act]
 		if act == "rotate" && a.CredentialType == store.CredentialFederated {

@@ -13,7 +13,7 @@ import (
 // partials are parsed into every page.
 var partials = []string{"layout.html", "secret.html"}
 
-var pages = []string{"error", "login", "dashboard", "agents", "agent", "register", "registered", "rotated", "confirm", "audit", "settings"}
+var pages = []string{"error", "login", "dashboard", "agents", "agent", "register", "registered", "rotated", "confirm", "audit", "settings", "federation_error"}
 
 var funcs = template.FuncMap{
 	"join":     strings.Join,

@@ -16,6 +16,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/lanyardhq/lanyard/internal/attest"
 	"github.com/lanyardhq/lanyard/internal/audit"
 	"github.com/lanyardhq/lanyard/internal/authz"
 	"github.com/lanyardhq/lanyard/internal/lifecycle"
@@ -70,7 +71,10 @@ func newFixture(t testing.TB, issuer string) *fixture {
 		t.Fatal(err)
 	}
 	f := &fixture{aud: &recorder{}, now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-	h, err := New(Deps{Lifecycle: lifecycle.New(st, f.aud, hasher, lifecycle.Options{Secrets: sb}), Audit: f.aud, Store: st, Admin: adminToken("the-admin-token")},
+	lc := lifecycle.New(st, f.aud, hasher, lifecycle.Options{Secrets: sb})
+	// The agent page lists verdicts; nothing here attests, so the verdict signer is unused.
+	att := attest.New(st, f.aud, lc, nil, attest.Options{})
+	h, err := New(Deps{Lifecycle: lc, Attest: att, Audit: f.aud, Store: st, Admin: adminToken("the-admin-token")},
 		Options{Issuer: issuer, SessionIdle: 30 * time.Minute, SessionMax: 2 * time.Hour, Now: func() time.Time { return f.now }})
 	if err != nil {
 		t.Fatal(err)
