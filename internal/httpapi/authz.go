@@ -45,3 +45,18 @@ func authzProblem(err error) *Problem {
 	}
 	return nil
 }
+
+// requires checks perm in every namespace before the handler runs. Routes that are not
+// about one agent (issuers, fleet rotation status, signing keys, TPM enrolment) use it;
+// per-agent routes under it fail closed for a namespace-scoped caller, who needs a
+// grant without namespaces for them.
+func requires(perm authz.Permission) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if err := allow(c, perm, ""); err != nil {
+				return err
+			}
+			return next(c)
+		}
+	}
+}

@@ -85,3 +85,41 @@ func TestV1RolesEnforced(t *testing.T) {
 		})
 	}
 }
+
+// TestV1RoutesOutsideAgentsEnforced: issuers, rotation, signing keys and TPM enrolment
+// ask authz too; a namespace-scoped operator reaches none of them, and nothing runs.
+func TestV1RoutesOutsideAgentsEnforced(t *testing.T) {
+	principal := &authz.Principal{Name: "finn", Grants: []authz.Grant{{Role: authz.Operator, Namespaces: []string{"finance"}}}}
+	e := echo.New()
+	e.HTTPErrorHandler = errorHandler(slog.New(slog.DiscardHandler))
+	g := e.Group("/v1", func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			c.SetRequest(c.Request().WithContext(authz.WithPrincipal(c.Request().Context(), principal)))
+			return next(c)
+		}
+	})
+	// Nil services: a request that got past the check would panic, not pass.
+	(&federationHandler{}).Mount(g)
+	(&rotationHandler{}).Mount(g)
+	(&tpmHandler{}).Mount(g)
+	for _, r := range []struct{ method, path, perm string }{
+		{"GET", "/v1/federation/issuers", "view agents"},
+		{"POST", "/v1/federation/issuers", "manage settings"},
+		{"DELETE", "/v1/federation/issuers?issuer=x", "manage settings"},
+		{"GET", "/v1/agents/agt_1/federation", "view agents"},
+		{"POST", "/v1/agents/agt_1/federation/credentials", "update agents"},
+		{"DELETE", "/v1/agents/agt_1/federation/credentials/crd_1", "update agents"},
+		{"GET", "/v1/rotation", "view agents"},
+		{"PUT", "/v1/agents/agt_1/rotation", "update agents"},
+		{"POST", "/v1/signing-keys/rotate", "manage settings"},
+		{"POST", "/v1/tpm/enrolments", "register agents"},
+		{"POST", "/v1/tpm/enrolments/enr_1/activation", "register agents"},
+		{"GET", "/v1/tpm/attestation-keys/000b00", "view agents"},
+	} {
+		rec := httptest.NewRecorder()
+		e.ServeHTTP(rec, httptest.NewRequest(r.method, r.path, strings.NewReader("{}")))
+		if rec.Code != 403 || !strings.Contains(rec.Body.String(), r.perm) {
+			t.Errorf("%s %s = %d %s; want 403 naming %q", r.method, r.path, rec.Code, rec.Body, r.perm)
+		}
+	}
+}

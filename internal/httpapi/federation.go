@@ -7,6 +7,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/lanyardhq/lanyard/internal/authz"
 	"github.com/lanyardhq/lanyard/internal/federation"
 	"github.com/lanyardhq/lanyard/internal/lifecycle"
 	"github.com/lanyardhq/lanyard/internal/store"
@@ -22,12 +23,12 @@ type federationHandler struct {
 }
 
 func (h *federationHandler) Mount(g *echo.Group) {
-	g.GET("/federation/issuers", h.listIssuers)
-	g.POST("/federation/issuers", h.addIssuer)
-	g.DELETE("/federation/issuers", h.removeIssuer)
-	g.GET("/agents/:id/federation", h.get)
-	g.POST("/agents/:id/federation/credentials", h.addCredential)
-	g.DELETE("/agents/:id/federation/credentials/:cred", h.removeCredential)
+	g.GET("/federation/issuers", h.listIssuers, requires(authz.ViewAgents))
+	g.POST("/federation/issuers", h.addIssuer, requires(authz.ManageSettings))
+	g.DELETE("/federation/issuers", h.removeIssuer, requires(authz.ManageSettings))
+	g.GET("/agents/:id/federation", h.get, requires(authz.ViewAgents))
+	g.POST("/agents/:id/federation/credentials", h.addCredential, requires(authz.UpdateAgents))
+	g.DELETE("/agents/:id/federation/credentials/:cred", h.removeCredential, requires(authz.UpdateAgents))
 }
 
 func (h *federationHandler) listIssuers(c echo.Context) error {

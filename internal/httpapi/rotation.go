@@ -8,6 +8,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/lanyardhq/lanyard/internal/audit"
+	"github.com/lanyardhq/lanyard/internal/authz"
 	"github.com/lanyardhq/lanyard/internal/keys"
 	"github.com/lanyardhq/lanyard/internal/lifecycle"
 	"github.com/lanyardhq/lanyard/internal/rotation"
@@ -31,11 +32,11 @@ type rotationHandler struct {
 }
 
 func (h *rotationHandler) Mount(g *echo.Group) {
-	g.GET("/rotation", h.fleet)
-	g.GET("/agents/:id/rotation", h.agent)
-	g.PUT("/agents/:id/rotation", h.setPolicy)
-	g.DELETE("/agents/:id/rotation", h.deletePolicy)
-	g.POST("/signing-keys/rotate", h.rotateKey)
+	g.GET("/rotation", h.fleet, requires(authz.ViewAgents))
+	g.GET("/agents/:id/rotation", h.agent, requires(authz.ViewAgents))
+	g.PUT("/agents/:id/rotation", h.setPolicy, requires(authz.UpdateAgents))
+	g.DELETE("/agents/:id/rotation", h.deletePolicy, requires(authz.UpdateAgents))
+	g.POST("/signing-keys/rotate", h.rotateKey, requires(authz.ManageSettings))
 }
 
 func (h *rotationHandler) fleet(c echo.Context) error {

@@ -12,6 +12,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/lanyardhq/lanyard/internal/attest"
+	"github.com/lanyardhq/lanyard/internal/authz"
 	"github.com/lanyardhq/lanyard/internal/lifecycle"
 	"github.com/lanyardhq/lanyard/internal/store"
 )
@@ -24,9 +25,9 @@ type tpmHandler struct {
 
 // Mount mounts the enrolment endpoints on the admin group.
 func (h *tpmHandler) Mount(g *echo.Group) {
-	g.POST("/tpm/enrolments", h.start)
-	g.POST("/tpm/enrolments/:id/activation", h.finish)
-	g.GET("/tpm/attestation-keys/:name", h.get)
+	g.POST("/tpm/enrolments", h.start, requires(authz.RegisterAgents))
+	g.POST("/tpm/enrolments/:id/activation", h.finish, requires(authz.RegisterAgents))
+	g.GET("/tpm/attestation-keys/:name", h.get, requires(authz.ViewAgents))
 }
 
 // Largest accepted encodings: a TPM2B_PUBLIC is at most a few hundred bytes (RSA 4096:
