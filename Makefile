@@ -46,7 +46,7 @@ vet:
 # skip, or fail under LANYARD_REQUIRE_SERVICES=1).
 test: vet vault
 	sh test/tools/install-tpm-tools.sh
-	sh scripts/ensure-chromium.sh
+	sh test/tools/install-chromium.sh
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 
 fmt:

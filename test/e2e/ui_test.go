@@ -24,16 +24,16 @@ import (
 )
 
 // newBrowser starts a headless Debian Chromium with a fresh profile. Without chromium
-// the test skips, or fails when LANYARD_REQUIRE_SERVICES=1 (scripts/ensure-chromium.sh
+// the test skips, or fails when LANYARD_REQUIRE_SERVICES=1 (test/tools/install-chromium.sh
 // installs it; make test and .ci/run call that script).
 func newBrowser(t *testing.T) context.Context {
 	t.Helper()
 	path, err := exec.LookPath("chromium")
 	if err != nil {
 		if os.Getenv("LANYARD_REQUIRE_SERVICES") == "1" {
-			t.Fatal("chromium is not installed (LANYARD_REQUIRE_SERVICES=1); run scripts/ensure-chromium.sh")
+			t.Fatal("chromium is not installed (LANYARD_REQUIRE_SERVICES=1); run test/tools/install-chromium.sh")
 		}
-		t.Skip("chromium is not installed; scripts/ensure-chromium.sh installs it")
+		t.Skip("chromium is not installed; test/tools/install-chromium.sh installs it")
 	}
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path),
