@@ -71,8 +71,17 @@ type clientCache struct {
 	entries map[string]*client
 	// epoch counts invalidations; a load that raced one does not cache its result.
 	epoch uint64
-	group singleflight.Group
+	// stored counts insertions; every sweepEvery-th one drops the entries that have
+	// expired, so the map holds the agents seen within about ttl, not every agent
+	// ever seen (a million agents would otherwise keep over 1 GB live).
+	stored uint64
+	group  singleflight.Group
 }
+
+// sweepEvery is how many insertions pass between two sweeps of expired entries: a
+// sweep walks the map under the write lock, so it runs rarely enough to cost little
+// per insertion and often enough that expired entries never dominate the map.
+const sweepEvery = 1024
 
 func newClientCache(st clientStore, ttl time.Duration, now func() time.Time) *clientCache {
 	return &clientCache{st: st, ttl: ttl, now: now, entries: make(map[string]*client)}
@@ -152,9 +161,28 @@ func (c *clientCache) load(ctx context.Context, clientID string) (*client, error
 	c.mu.Lock()
 	if c.epoch == epoch {
 		c.entries[clientID] = cl
+		if c.stored++; c.stored%sweepEvery == 0 {
+			c.sweepLocked(now)
+		}
 	}
 	c.mu.Unlock()
 	return cl, nil
+}
+
+// sweepLocked drops entries that get would no longer serve. c.mu must be held.
+func (c *clientCache) sweepLocked(now time.Time) {
+	for id, e := range c.entries {
+		if now.Sub(e.loadedAt) >= c.ttl || (!e.validUntil.IsZero() && !now.Before(e.validUntil)) {
+			delete(c.entries, id)
+		}
+	}
+}
+
+// size returns how many entries the cache holds.
+func (c *clientCache) size() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.entries)
 }
 
 // invalidate drops the cached entry of clientID.

@@ -187,3 +187,49 @@ func TestClientCacheConcurrentGetsShareOneLoad(t *testing.T) {
 		t.Errorf("%d concurrent gets caused %d loads, want 1", len(results), n)
 	}
 }
+
+// fleetStore knows every client id: an agent with no credentials.
+type fleetStore struct{}
+
+func (fleetStore) GetAgentByClientID(_ context.Context, id string) (*store.Agent, error) {
+	return &store.Agent{ID: id, ClientID: id, Status: store.StatusActive}, nil
+}
+func (fleetStore) ListCredentials(context.Context, string) ([]store.Credential, error) {
+	return nil, nil
+}
+func (fleetStore) ListAttestations(context.Context, string, int) ([]store.AttestationResult, error) {
+	return nil, nil
+}
+
+// TestClientCacheSweepsExpiredEntries: requests from ever new agents do not grow the
+// cache without bound; what it keeps is the agents seen within the last ttl.
+func TestClientCacheSweepsExpiredEntries(t *testing.T) {
+	clock := newClock()
+	c := newClientCache(fleetStore{}, 5*time.Second, clock.Now)
+	for batch := range 10 {
+		for i := range sweepEvery {
+			if _, err := c.get(t.Context(), "agt_"+itoa(int64(batch*sweepEvery+i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		clock.Advance(6 * time.Second) // every entry of this batch has expired
+	}
+	if n := c.size(); n > 2*sweepEvery {
+		t.Fatalf("cache holds %d entries after 10 batches of %d agents, each expired; want at most %d", n, sweepEvery, 2*sweepEvery)
+	}
+	// A live entry survives a sweep.
+	if _, err := c.get(t.Context(), "agt_live"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range sweepEvery {
+		if _, err := c.get(t.Context(), "agt_more_"+itoa(int64(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.mu.RLock()
+	_, ok := c.entries["agt_live"]
+	c.mu.RUnlock()
+	if !ok {
+		t.Fatal("a sweep dropped an entry that had not expired")
+	}
+}
