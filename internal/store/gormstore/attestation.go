@@ -31,6 +31,32 @@ func (s *Store) ConsumeChallenge(ctx context.Context, nonceHash []byte) (*store.
 	return out, nil
 }
 
+// updateRow is the compare-and-swap update of one row of T, in one transaction on the
+// writer: it locks the row whose column equals key, lets fn change a copy, lets keep
+// restore the fields that never change, and writes every column but omit. fnErr is
+// fn's error, returned unchanged with nothing written; err is the database's.
+func updateRow[T any](ctx context.Context, s *Store, column string, key any, omit []string,
+	fn func(*T) error, keep func(cur T, next *T)) (out *T, fnErr, err error) {
+	err = s.w.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var cur T
+		if err := tx.Clauses(forUpdate).Where(column+" = ?", key).Take(&cur).Error; err != nil {
+			return err
+		}
+		next := cur
+		if err := fn(&next); err != nil {
+			fnErr = err
+			return err
+		}
+		keep(cur, &next)
+		if err := tx.Model(new(T)).Where(column+" = ?", key).Select("*").Omit(omit...).UpdateColumns(&next).Error; err != nil {
+			return err
+		}
+		out = &next
+		return nil
+	})
+	return out, fnErr, err
+}
+
 // consumeOnce reads the row of T whose column equals key and deletes it, in one
 // transaction on the writer: of two concurrent callers exactly one gets the row, the
 // other gorm.ErrRecordNotFound. It serves single-use values (nonces, enrolment

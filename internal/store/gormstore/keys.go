@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 
 	"github.com/lanyardhq/lanyard/internal/store"
@@ -43,29 +42,9 @@ func (s *Store) ListSigningKeys(ctx context.Context) ([]store.SigningKey, error)
 // receives a copy of the stored key; KID and CreatedAt are immutable and restored.
 // An error from fn is returned unchanged and nothing is written.
 func (s *Store) UpdateSigningKey(ctx context.Context, kid string, fn func(k *store.SigningKey) error) (*store.SigningKey, error) {
-	var (
-		out   store.SigningKey
-		fnErr error
-	)
-	err := s.w.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		var cur store.SigningKey
-		if err := tx.Clauses(forUpdate).Where("kid = ?", kid).Take(&cur).Error; err != nil {
-			return err
-		}
-		next := cur
-		if err := fn(&next); err != nil {
-			fnErr = err
-			return err
-		}
+	out, fnErr, err := updateRow(ctx, s, "kid", kid, []string{"kid", "created_at"}, fn, func(cur store.SigningKey, next *store.SigningKey) {
 		next.KID, next.CreatedAt = cur.KID, cur.CreatedAt
-		normKey(&next)
-		err := tx.Model(&store.SigningKey{}).Where("kid = ?", cur.KID).
-			Select("*").Omit("kid", "created_at").UpdateColumns(&next).Error
-		if err != nil {
-			return err
-		}
-		out = next
-		return nil
+		normKey(next)
 	})
 	if fnErr != nil {
 		return nil, fnErr
@@ -73,7 +52,7 @@ func (s *Store) UpdateSigningKey(ctx context.Context, kid string, fn func(k *sto
 	if err != nil {
 		return nil, wrapErr("update signing key", err)
 	}
-	return &out, nil
+	return out, nil
 }
 
 func normKey(k *store.SigningKey) {

@@ -51,29 +51,10 @@ func (s *Store) CreateRotation(ctx context.Context, r *store.Rotation) error {
 // UpdateRotation implements store.Rotations. ID, Kind, Subject and CreatedAt are
 // immutable; UpdatedAt is set to now.
 func (s *Store) UpdateRotation(ctx context.Context, id string, fn func(r *store.Rotation) error) (*store.Rotation, error) {
-	var (
-		out   store.Rotation
-		fnErr error
-	)
-	err := s.w.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		var cur store.Rotation
-		if err := tx.Clauses(forUpdate).Where("id = ?", id).Take(&cur).Error; err != nil {
-			return err
-		}
-		next := cur
-		if err := fn(&next); err != nil {
-			fnErr = err
-			return err
-		}
+	out, fnErr, err := updateRow(ctx, s, "id", id, []string{"id", "kind", "subject", "created_at"}, fn, func(cur store.Rotation, next *store.Rotation) {
 		next.ID, next.Kind, next.Subject, next.CreatedAt = cur.ID, cur.Kind, cur.Subject, cur.CreatedAt
 		next.UpdatedAt = now()
-		normRotation(&next)
-		if err := tx.Model(&store.Rotation{}).Where("id = ?", cur.ID).
-			Select("*").Omit("id", "kind", "subject", "created_at").UpdateColumns(&next).Error; err != nil {
-			return err
-		}
-		out = next
-		return nil
+		normRotation(next)
 	})
 	if fnErr != nil {
 		return nil, fnErr
@@ -81,7 +62,7 @@ func (s *Store) UpdateRotation(ctx context.Context, id string, fn func(r *store.
 	if err != nil {
 		return nil, wrapErr("update rotation", err)
 	}
-	return &out, nil
+	return out, nil
 }
 
 // OpenRotations implements store.Rotations.
