@@ -98,12 +98,16 @@ func New(st Store, aud Auditor, o Options) *Service {
 // key cache of every issuer whose settings did not change.
 func (s *Service) install(stored []Issuer) {
 	next := map[string]*issuerState{}
-	s.mu.RLock()
+	// The write lock for the whole swap: Load runs both from Run and from the change
+	// feed (another replica changed the issuers). A state is never changed once
+	// published (Verify reads it without the lock): a kept issuer gets a new state
+	// that shares the old key cache.
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, list := range [][]Issuer{stored, s.opts.Config} { // configuration wins
 		for _, iss := range list {
 			if old := s.issuers[iss.Issuer]; old != nil && sameSettings(old.cfg, iss) {
-				old.cfg = iss
-				next[iss.Issuer] = old
+				next[iss.Issuer] = &issuerState{cfg: iss, tenant: old.tenant, keys: old.keys}
 				continue
 			}
 			st := &issuerState{cfg: iss, keys: &keyCache{iss: iss, client: s.opts.HTTPClient, minRefetch: s.opts.MinRefetch}}
@@ -113,10 +117,7 @@ func (s *Service) install(stored []Issuer) {
 			next[iss.Issuer] = st
 		}
 	}
-	s.mu.RUnlock()
-	s.mu.Lock()
 	s.issuers = next
-	s.mu.Unlock()
 }
 
 func sameSettings(a, b Issuer) bool {

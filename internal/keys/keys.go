@@ -133,6 +133,8 @@ type Manager struct {
 
 	mu  sync.Mutex // serialises Init, Reload and Rotate (the writers of cur)
 	cur atomic.Pointer[keySet]
+	// verified caches tokens whose signature Verify has checked.
+	verified verifiedCache
 }
 
 // NewManager returns a Manager over st (metadata) and sb (private keys). It does no

@@ -1129,3 +1129,39 @@ func TestSignaturesNotMalleable(t *testing.T) {
 		wantInvalid(t, m, twin, "the high-S twin of a valid token")
 	}
 }
+
+// A verified token is answered from the cache, but only while its key is usable, and
+// only for the exact bytes that verified.
+func TestVerifyCache(t *testing.T) {
+	e := newEnv(t)
+	m := e.started(t)
+	tok := sign(t, m, ES256, "at+jwt", claims)
+	first := mustVerify(t, m, tok)
+	if n := m.verified.len(); n != 1 {
+		t.Fatalf("cache holds %d tokens after one verification, want 1", n)
+	}
+	if again := mustVerify(t, m, tok); !bytes.Equal(again, first) {
+		t.Fatalf("cached payload %q, want %q", again, first)
+	}
+	parts := strings.Split(tok, ".")
+	sig := []byte(parts[2])
+	sig[5] ^= 1
+	wantInvalid(t, m, parts[0]+"."+parts[1]+"."+string(sig), "a cached token with one signature byte changed")
+	wantInvalid(t, m, tok+".", "a cached token with a trailing dot")
+
+	// Rotate, then let the old key pass its NotAfter: the cached token stops verifying.
+	if err := m.Rotate(t.Context(), ES256); err != nil {
+		t.Fatal(err)
+	}
+	mustVerify(t, m, tok)
+	e.clock.Advance(e.ttl)
+	wantInvalid(t, m, tok, "a cached token whose key passed NotAfter")
+
+	// The cache is bounded.
+	for range maxVerified + 10 {
+		mustVerify(t, m, sign(t, m, ES256, "at+jwt", claims))
+	}
+	if n := m.verified.len(); n > maxVerified {
+		t.Errorf("cache holds %d tokens, more than %d", n, maxVerified)
+	}
+}
