@@ -60,12 +60,12 @@ type clientStore interface {
 
 // clientCache keeps decoded clients in memory: the token endpoint must not hit the
 // database on every request. Changes made through this server invalidate entries at
-// once (lifecycle.Service.OnChange); entries also expire after ttl so that changes made
-// by another replica take effect within ttl.
+// once (lifecycle.Service.OnChange), and so do other replicas' changes while a change
+// feed is live (changes.go); entries also expire after ttl (liveTTL while the feed is
+// live) so that another replica's change takes effect within it.
 type clientCache struct {
-	st  clientStore
-	ttl time.Duration
-	now func() time.Time
+	st clientStore
+	cacheOptions
 
 	mu      sync.RWMutex
 	entries map[string]*client
@@ -78,13 +78,32 @@ type clientCache struct {
 	group  singleflight.Group
 }
 
+type cacheOptions struct {
+	ttl, liveTTL time.Duration
+	// max bounds the entries: beyond it an insertion first sweeps, then drops an eighth.
+	max  int
+	live func() bool
+	now  func() time.Time
+}
+
 // sweepEvery is how many insertions pass between two sweeps of expired entries: a
 // sweep walks the map under the write lock, so it runs rarely enough to cost little
 // per insertion and often enough that expired entries never dominate the map.
 const sweepEvery = 1024
 
-func newClientCache(st clientStore, ttl time.Duration, now func() time.Time) *clientCache {
-	return &clientCache{st: st, ttl: ttl, now: now, entries: make(map[string]*client)}
+func newClientCache(st clientStore, o cacheOptions) *clientCache {
+	if o.live == nil {
+		o.live = func() bool { return false }
+	}
+	return &clientCache{st: st, cacheOptions: o, entries: make(map[string]*client)}
+}
+
+// lifetime is how long an entry may be served now.
+func (c *clientCache) lifetime() time.Duration {
+	if c.live() {
+		return c.liveTTL
+	}
+	return c.ttl
 }
 
 // errUnknownClient means no agent has the client id.
@@ -95,7 +114,7 @@ func (c *clientCache) get(ctx context.Context, clientID string) (*client, error)
 	c.mu.RLock()
 	e := c.entries[clientID]
 	c.mu.RUnlock()
-	if e != nil && now.Sub(e.loadedAt) < c.ttl && (e.validUntil.IsZero() || now.Before(e.validUntil)) {
+	if e != nil && now.Sub(e.loadedAt) < c.lifetime() && (e.validUntil.IsZero() || now.Before(e.validUntil)) {
 		return e, nil
 	}
 	v, err, _ := c.group.Do(clientID, func() (any, error) { return c.load(ctx, clientID) })
@@ -160,20 +179,32 @@ func (c *clientCache) load(ctx context.Context, clientID string) (*client, error
 	}
 	c.mu.Lock()
 	if c.epoch == epoch {
-		c.entries[clientID] = cl
-		if c.stored++; c.stored%sweepEvery == 0 {
+		if c.stored++; c.stored%sweepEvery == 0 || len(c.entries) >= c.max {
 			c.sweepLocked(now)
 		}
+		c.entries[clientID] = cl
 	}
 	c.mu.Unlock()
 	return cl, nil
 }
 
-// sweepLocked drops entries that get would no longer serve. c.mu must be held.
+// sweepLocked drops entries that get would no longer serve and, if the cache is still
+// full, an eighth of the rest in map order (effectively at random: cheaper than
+// tracking recency on every hit, and a dropped agent costs one reload). c.mu must be held.
 func (c *clientCache) sweepLocked(now time.Time) {
+	ttl := c.lifetime()
 	for id, e := range c.entries {
-		if now.Sub(e.loadedAt) >= c.ttl || (!e.validUntil.IsZero() && !now.Before(e.validUntil)) {
+		if now.Sub(e.loadedAt) >= ttl || (!e.validUntil.IsZero() && !now.Before(e.validUntil)) {
 			delete(c.entries, id)
+		}
+	}
+	if c.max > 0 && len(c.entries) >= c.max {
+		n := max(c.max/8, 1)
+		for id := range c.entries {
+			delete(c.entries, id)
+			if n--; n == 0 {
+				break
+			}
 		}
 	}
 }
@@ -183,6 +214,14 @@ func (c *clientCache) size() int {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return len(c.entries)
+}
+
+// flush drops every entry, and any load in flight is not cached.
+func (c *clientCache) flush() {
+	c.mu.Lock()
+	clear(c.entries)
+	c.epoch++
+	c.mu.Unlock()
 }
 
 // invalidate drops the cached entry of clientID.

@@ -50,7 +50,7 @@ func (s *countingStore) setHook(fn func()) {
 func cacheFixture(t *testing.T, ttl time.Duration) (*fixture, *clientCache, *countingStore) {
 	f := newFixture(t, Options{})
 	cs := &countingStore{clientStore: f.st}
-	c := newClientCache(cs, ttl, f.clock.Now)
+	c := newClientCache(cs, cacheOptions{ttl: ttl, max: 1000, now: f.clock.Now})
 	f.svc.OnChange(func(a *store.Agent) { c.invalidate(a.ClientID) })
 	return f, c, cs
 }
@@ -205,7 +205,7 @@ func (fleetStore) ListAttestations(context.Context, string, int) ([]store.Attest
 // cache without bound; what it keeps is the agents seen within the last ttl.
 func TestClientCacheSweepsExpiredEntries(t *testing.T) {
 	clock := newClock()
-	c := newClientCache(fleetStore{}, 5*time.Second, clock.Now)
+	c := newClientCache(fleetStore{}, cacheOptions{ttl: 5 * time.Second, max: 100 * sweepEvery, now: clock.Now})
 	for batch := range 10 {
 		for i := range sweepEvery {
 			if _, err := c.get(t.Context(), "agt_"+itoa(int64(batch*sweepEvery+i))); err != nil {
@@ -231,5 +231,58 @@ func TestClientCacheSweepsExpiredEntries(t *testing.T) {
 	c.mu.RUnlock()
 	if !ok {
 		t.Fatal("a sweep dropped an entry that had not expired")
+	}
+}
+
+// TestClientCacheBounded: however many agents are active at once, the cache holds at
+// most max of them.
+func TestClientCacheBounded(t *testing.T) {
+	clock := newClock()
+	c := newClientCache(fleetStore{}, cacheOptions{ttl: time.Hour, max: 100, now: clock.Now})
+	for i := range 1000 {
+		if _, err := c.get(t.Context(), "agt_"+itoa(int64(i))); err != nil {
+			t.Fatal(err)
+		}
+		if n := c.size(); n > 100 {
+			t.Fatalf("cache holds %d entries, max is 100", n)
+		}
+	}
+	if n := c.size(); n < 50 {
+		t.Errorf("cache holds %d entries after 1,000 agents; eviction drops far too much", n)
+	}
+}
+
+// TestClientCacheLiveTTL: while the change feed is live, entries are served for the
+// long lifetime; once it is lost, for the short one again; flush empties the cache.
+func TestClientCacheLiveTTL(t *testing.T) {
+	clock := newClock()
+	var live atomic.Bool
+	cs := &countingStore{clientStore: fleetStore{}}
+	c := newClientCache(cs, cacheOptions{ttl: 5 * time.Second, liveTTL: 10 * time.Minute, max: 100, live: live.Load, now: clock.Now})
+	get := func() {
+		t.Helper()
+		if _, err := c.get(t.Context(), "agt_1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	live.Store(true)
+	get()
+	clock.Advance(time.Minute)
+	get()
+	if n := cs.loads.Load(); n != 1 {
+		t.Fatalf("live feed: %d loads after a minute, want 1", n)
+	}
+	live.Store(false)
+	get()
+	if n := cs.loads.Load(); n != 2 {
+		t.Fatalf("feed lost: an entry older than the short TTL was served (%d loads, want 2)", n)
+	}
+	c.flush()
+	if c.size() != 0 {
+		t.Fatal("flush left entries")
+	}
+	get()
+	if n := cs.loads.Load(); n != 3 {
+		t.Fatalf("after flush: %d loads, want 3", n)
 	}
 }

@@ -68,10 +68,27 @@ func (p *Provider) verifyAccessToken(token string) (*accessClaims, error) {
 	return &c, nil
 }
 
-// tokenState checks what only the database knows: revocation and the agent's status.
-// It reads the agent fresh, not from the cache, so a suspension on any replica takes
-// effect at once.
+// tokenState checks what the token cannot say: revocation and the agent's status. A
+// suspension or revocation on any replica takes effect at once: with a live change feed
+// both are answered from memory that the feed keeps current (changes.go); without one
+// they are read fresh from the database.
 func (p *Provider) tokenState(ctx context.Context, c *accessClaims) error {
+	if p.live.Load() {
+		if p.revoked.has(c.ID) {
+			return errInactive("revoked")
+		}
+		cl, err := p.clients.get(ctx, c.ClientID)
+		if errors.Is(err, errUnknownClient) {
+			return errInactive("agent unknown")
+		}
+		if err != nil {
+			return err
+		}
+		if cl.agent.ID != c.Subject {
+			return errInactive("agent unknown")
+		}
+		return agentState(&cl.agent, c)
+	}
 	revoked, err := p.deps.Store.IsTokenRevoked(ctx, c.ID)
 	if err != nil {
 		return err
@@ -86,6 +103,11 @@ func (p *Provider) tokenState(ctx context.Context, c *accessClaims) error {
 	if err != nil {
 		return err
 	}
+	return agentState(a, c)
+}
+
+// agentState reports whether agent a's status allows its token c.
+func agentState(a *store.Agent, c *accessClaims) error {
 	if a.Status != store.StatusActive {
 		return errInactive("agent " + a.Status)
 	}
@@ -233,6 +255,8 @@ func (p *Provider) Revoke(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, protocol.ServerError(err))
 		return
 	}
+	// This replica sees its own revocation at once; the feed tells the others.
+	p.revoked.add(c.ID, time.Unix(c.Expiry, 0))
 	if err := p.deps.Audit.Record(r.Context(), audit.Event{
 		Type: "token.revoked", Actor: who.actor(), AgentID: c.Subject, Namespace: c.Namespace, Outcome: "success",
 		RequestID: requestid.From(r.Context()), Data: map[string]any{"jti": c.ID, "exp": c.Expiry},

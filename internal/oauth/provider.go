@@ -16,6 +16,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ory/fosite"
@@ -38,6 +40,7 @@ type Store interface {
 	ListAttestations(ctx context.Context, agentID string, limit int) ([]store.AttestationResult, error)
 	RevokeToken(ctx context.Context, t store.RevokedToken) error
 	IsTokenRevoked(ctx context.Context, jti string) (bool, error)
+	ListRevocations(ctx context.Context, now time.Time) ([]store.RevokedToken, error)
 }
 
 // Keys signs access tokens and verifies Lanyard's own tokens.
@@ -67,8 +70,14 @@ type Options struct {
 	DefaultAudience string
 	// MaxTokenTTL caps every token's lifetime.
 	MaxTokenTTL time.Duration
-	// ClientCacheTTL bounds how long another replica's change can go unseen. Default 5s.
+	// ClientCacheTTL bounds how long another replica's change can go unseen while no
+	// change feed is live. Default 5s.
 	ClientCacheTTL time.Duration
+	// ClientCacheLiveTTL is how long a client stays cached while the change feed is
+	// live (which invalidates it on any change): a backstop. Default 10m.
+	ClientCacheLiveTTL time.Duration
+	// ClientCacheSize bounds the client cache, in agents. Default 50,000 (about 60 MB).
+	ClientCacheSize int
 	// Leeway tolerates clock skew on client assertions. Default 30s.
 	Leeway time.Duration
 	Now    func() time.Time
@@ -101,6 +110,13 @@ type Provider struct {
 	metrics  *metrics
 	now      func() time.Time
 
+	// live is true while a change feed is live and the revocations are loaded: the
+	// provider may then answer status and revocation checks from memory (changes.go).
+	live    atomic.Bool
+	liveMu  sync.Mutex // serialises feed state changes; guards feedUp
+	feedUp  bool
+	revoked revokedSet
+
 	tokenURL, introspectURL, revokeURL string
 }
 
@@ -115,6 +131,12 @@ func New(d Deps, o Options) *Provider {
 	if o.ClientCacheTTL == 0 {
 		o.ClientCacheTTL = 5 * time.Second
 	}
+	if o.ClientCacheLiveTTL == 0 {
+		o.ClientCacheLiveTTL = 10 * time.Minute
+	}
+	if o.ClientCacheSize == 0 {
+		o.ClientCacheSize = 50000
+	}
 	if o.Leeway == 0 {
 		o.Leeway = 30 * time.Second
 	}
@@ -126,13 +148,14 @@ func New(d Deps, o Options) *Provider {
 	}
 	p := &Provider{
 		opts: o, deps: d, hasher: d.Hasher, log: o.Logger, now: o.Now,
-		clients:       newClientCache(d.Store, o.ClientCacheTTL, o.Now),
 		replay:        newReplayCache(o.Now()),
 		metrics:       newMetrics(o.Registerer),
 		tokenURL:      o.Issuer + "/oauth2/token",
 		introspectURL: o.Issuer + "/oauth2/introspect",
 		revokeURL:     o.Issuer + "/oauth2/revoke",
 	}
+	p.clients = newClientCache(d.Store, cacheOptions{ttl: o.ClientCacheTTL, liveTTL: o.ClientCacheLiveTTL,
+		max: o.ClientCacheSize, live: p.live.Load, now: o.Now})
 	cfg := &fosite.Config{
 		AccessTokenIssuer: o.Issuer,
 		TokenURL:          p.tokenURL,

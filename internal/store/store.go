@@ -307,6 +307,9 @@ type Revocations interface {
 	// RevokeToken records the revocation; revoking an already revoked jti is not an error.
 	RevokeToken(ctx context.Context, t RevokedToken) error
 	IsTokenRevoked(ctx context.Context, jti string) (bool, error)
+	// ListRevocations returns every revocation whose token expires at or after now:
+	// what a replica loads to answer revocation checks from memory.
+	ListRevocations(ctx context.Context, now time.Time) ([]RevokedToken, error)
 	// PurgeRevocations deletes revocations whose token expired before now.
 	PurgeRevocations(ctx context.Context, now time.Time) (int64, error)
 }

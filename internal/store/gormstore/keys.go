@@ -91,6 +91,18 @@ func (s *Store) IsTokenRevoked(ctx context.Context, jti string) (bool, error) {
 	return n > 0, nil
 }
 
+// ListRevocations implements store.Revocations.
+func (s *Store) ListRevocations(ctx context.Context, now time.Time) ([]store.RevokedToken, error) {
+	var out []store.RevokedToken
+	if err := s.r.WithContext(ctx).Where("expires_at >= ?", now.UTC()).Order("jti").Find(&out).Error; err != nil {
+		return nil, wrapErr("list revocations", err)
+	}
+	for i := range out {
+		out[i].ExpiresAt, out[i].RevokedAt = utc(out[i].ExpiresAt), utc(out[i].RevokedAt)
+	}
+	return out, nil
+}
+
 // PurgeRevocations implements store.Revocations: it deletes revocations whose token
 // expired strictly before now and returns how many.
 func (s *Store) PurgeRevocations(ctx context.Context, now time.Time) (int64, error) {

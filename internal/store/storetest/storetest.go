@@ -991,6 +991,15 @@ func testRevocation(t *testing.T, s store.Store) {
 			t.Errorf("IsTokenRevoked(%s) = %v, %v; want %v", jti, got, err, want)
 		}
 	}
+	// ListRevocations returns the unexpired ones only (a token expiring exactly now is
+	// still listed: introspection treats exp <= now as expired on its own).
+	list, err := s.ListRevocations(ctx(t), now)
+	if err != nil || len(list) != 1 || list[0].JTI != "jti-live" || !list[0].ExpiresAt.Equal(live.ExpiresAt) || list[0].AgentID != "agt_1" {
+		t.Errorf("ListRevocations(now) = %+v, %v; want only jti-live", list, err)
+	}
+	if list, err := s.ListRevocations(ctx(t), now.Add(-time.Minute)); err != nil || len(list) != 2 {
+		t.Errorf("ListRevocations(a minute ago) = %d revocations, %v; want 2", len(list), err)
+	}
 	n, err := s.PurgeRevocations(ctx(t), now)
 	if err != nil || n != 1 {
 		t.Errorf("PurgeRevocations = %d, %v; want 1", n, err)
