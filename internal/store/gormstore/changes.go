@@ -68,6 +68,10 @@ func (f *ChangeFeed) Live() bool { return f.live.Load() }
 // with jittered exponential backoff, calling h.Live(true) again after the next LISTEN.
 // Returning, it calls h.Live(false) if it was live: nothing invalidates the handler's
 // caches any more. A feed runs one Run at a time.
+//
+// h must be quick: while it blocks, PostgreSQL keeps every later notification for
+// this listener in its shared queue, and once that queue is full (8 GB by default)
+// every transaction that notifies fails at commit, on every server.
 func (f *ChangeFeed) Run(ctx context.Context, h store.ChangeHandler) error {
 	if h == nil {
 		return errors.New("gormstore: change feed: nil handler")
