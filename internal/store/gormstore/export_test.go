@@ -1,6 +1,10 @@
 package gormstore
 
-import "github.com/lanyardhq/lanyard/internal/store"
+import (
+	"time"
+
+	"github.com/lanyardhq/lanyard/internal/store"
+)
 
 // Models lists, for the schema test, every record the Store maps to a table.
 var Models = []any{
@@ -26,3 +30,12 @@ var Models = []any{
 
 // DB exposes the writer's gorm handle to the tests.
 func (s *Store) DB() any { return s.w }
+
+// BackendPID is the process id of the feed's listening backend, 0 when not connected.
+func (f *ChangeFeed) BackendPID() uint32 { return f.pid.Load() }
+
+// ParseChange exposes the payload parser to the tests.
+var ParseChange = parseChange
+
+// SetPing shortens the feed's idle ping; call it before Run.
+func (f *ChangeFeed) SetPing(idle, timeout time.Duration) { f.pingIdle, f.pingTimeout = idle, timeout }

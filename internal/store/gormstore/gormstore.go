@@ -89,6 +89,9 @@ type Store struct {
 	log   *slog.Logger
 	// auditBatch is the number of audit events per INSERT.
 	auditBatch int
+	// pgConfig is the parsed PostgreSQL DSN (nil on SQLite): the change feed opens its
+	// own connection with it, outside the pool.
+	pgConfig *pgx.ConnConfig
 }
 
 // Open connects to the database named by dsn and checks that it answers.
@@ -164,7 +167,8 @@ func openPostgres(dsn string, logger *slog.Logger) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("gormstore: open postgres: %w", err)
 	}
-	return &Store{dialect: DialectPostgres, w: g, r: g, pools: []*sql.DB{db}, log: logger, auditBatch: postgresAuditBatch}, nil
+	return &Store{dialect: DialectPostgres, w: g, r: g, pools: []*sql.DB{db}, log: logger, auditBatch: postgresAuditBatch,
+		pgConfig: cfg.Copy()}, nil
 }
 
 // sqlitePragmas are run on every SQLite connection. WAL lets readers run alongside the
