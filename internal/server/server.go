@@ -153,6 +153,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, e
 	svc.SetIssuerTrust(fed)
 	provider.SetFederation(fed)
 	s.fed = fed
+	// Other replicas' writes reach this one through the change feed (PostgreSQL only;
+	// SQLite is a single process): see internal/oauth/changes.go.
+	if feed := s.st.ChangeFeed(); feed != nil {
+		router := newChangeRouter(log, provider, km, fed, reg)
+		degraded["change_feed"] = router.check
+		s.tasks = append(s.tasks, func(ctx context.Context) error { return feed.Run(ctx, router) }, router.run)
+	}
+	s.tasks = append(s.tasks, provider.Run)
 	sigv, err := sigstoreVerifier(cfg)
 	if err != nil {
 		return nil, err

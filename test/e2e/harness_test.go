@@ -36,6 +36,10 @@ type env struct {
 	base   string
 	admin  string
 	client *http.Client
+	// issuer is the server's issuer: base, except on a replica (which shares the
+	// first server's issuer and listens elsewhere).
+	issuer string
+	cfg    config.Config
 }
 
 // forEachStore runs fn against a server on SQLite and one on PostgreSQL.
@@ -89,7 +93,18 @@ func startWith(t *testing.T, dsn string, mod func(*config.Config)) *env {
 			t.Errorf("server run: %v", err)
 		}
 	})
-	return &env{t: t, base: cfg.Issuer, admin: cfg.AdminToken, client: &http.Client{Timeout: 10 * time.Second}}
+	return &env{t: t, base: "http://" + cfg.Addr, issuer: cfg.Issuer, cfg: cfg, admin: cfg.AdminToken, client: &http.Client{Timeout: 10 * time.Second}}
+}
+
+// replica starts a second server on e's database, data directory (so the local secrets
+// backend is shared, as Vault would be) and issuer: another replica behind the same
+// load balancer.
+func (e *env) replica(t *testing.T) *env {
+	t.Helper()
+	issuer := e.cfg.Issuer
+	return startWith(t, e.cfg.DatabaseURL, func(c *config.Config) {
+		c.Issuer, c.DataDir, c.AdminToken = issuer, e.cfg.DataDir, e.cfg.AdminToken
+	})
 }
 
 func randString(n int) string {
@@ -286,7 +301,7 @@ func (e *env) tokenJWT(t *testing.T, a registered, extra url.Values) response {
 	v := url.Values{
 		"grant_type":            {"client_credentials"},
 		"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"},
-		"client_assertion":      {a.key.sign(t, assertion{iss: a.id, aud: []string{e.base + "/oauth2/token"}})},
+		"client_assertion":      {a.key.sign(t, assertion{iss: a.id, aud: []string{e.issuer + "/oauth2/token"}})},
 	}
 	for k, vs := range extra {
 		v[k] = vs
