@@ -12,6 +12,9 @@ import (
 	"github.com/lanyardhq/lanyard/internal/server"
 )
 
+// defaultMemoryLimit is the Go runtime's soft memory limit when GOMEMLIMIT is unset.
+const defaultMemoryLimit = 384 << 20
+
 func newServeCmd() *cobra.Command {
 	cfg := config.Defaults()
 	cmd := &cobra.Command{
@@ -30,6 +33,14 @@ Precedence: flag, then environment, then file, then default.`,
 			// GOGC in the environment still wins.
 			if os.Getenv("GOGC") == "" {
 				debug.SetGCPercent(400)
+			}
+			// GOGC=400 lets the heap grow to five times what is live: fine for a small
+			// heap, too much once the caches of a large fleet are live (a million-agent
+			// run reached 711 MiB). A soft limit makes the collector work harder only
+			// near it. GOMEMLIMIT in the environment wins; set it to ~90% of the
+			// container's memory when that is larger.
+			if os.Getenv("GOMEMLIMIT") == "" {
+				debug.SetMemoryLimit(defaultMemoryLimit)
 			}
 			log := server.NewLogger(cfg, os.Stderr)
 			slog.SetDefault(log)

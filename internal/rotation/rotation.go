@@ -382,7 +382,9 @@ func (e *Engine) startDue(ctx context.Context) (*Compliance, error) {
 	}
 	after := ""
 	for {
-		page, err := e.st.ActiveCredentials(ctx, after, 1000)
+		// With the fleet-wide default off, only agents with a policy of their own can
+		// be due or counted: a million agents without one cost nothing per tick.
+		page, err := e.st.ActiveCredentials(ctx, after, 1000, e.opts.AgentEvery <= 0)
 		if err != nil {
 			return nil, errors.Join(append(errs, err)...)
 		}

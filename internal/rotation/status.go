@@ -57,7 +57,7 @@ func (e *Engine) computeCompliance(ctx context.Context) (*Compliance, error) {
 	c := &Compliance{ComputedAt: now}
 	after := ""
 	for {
-		page, err := e.st.ActiveCredentials(ctx, after, 1000)
+		page, err := e.st.ActiveCredentials(ctx, after, 1000, e.opts.AgentEvery <= 0)
 		if err != nil {
 			return nil, err
 		}

@@ -109,8 +109,10 @@ type Rotations interface {
 
 	// ActiveCredentials returns the active credentials (federated ones excepted: they
 	// are not rotated) of agents that are not revoked or decommissioned, with their agent's policy, ordered by agent id, after the
-	// agent id cursor, at most limit (<= 0: 1000).
-	ActiveCredentials(ctx context.Context, afterAgentID string, limit int) ([]DueCredential, error)
+	// agent id cursor, at most limit (<= 0: 1000). With policyOnly, only the credentials
+	// of agents whose own policy has an interval (what the scheduler needs when the
+	// fleet-wide default is off: a join on the few policies, not a walk over the fleet).
+	ActiveCredentials(ctx context.Context, afterAgentID string, limit int, policyOnly bool) ([]DueCredential, error)
 	// DeleteExpiredCredentials deletes the agent's retiring credentials whose grace
 	// ended before now and returns how many.
 	DeleteExpiredCredentials(ctx context.Context, agentID string, now time.Time) (int64, error)

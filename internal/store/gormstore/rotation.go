@@ -136,7 +136,7 @@ func (s *Store) DeleteRotationPolicy(ctx context.Context, agentID string) error 
 }
 
 // ActiveCredentials implements store.Rotations.
-func (s *Store) ActiveCredentials(ctx context.Context, after string, n int) ([]store.DueCredential, error) {
+func (s *Store) ActiveCredentials(ctx context.Context, after string, n int, policyOnly bool) ([]store.DueCredential, error) {
 	if n <= 0 || n > 1000 {
 		n = 1000
 	}
@@ -150,10 +150,14 @@ func (s *Store) ActiveCredentials(ctx context.Context, after string, n int) ([]s
 		PolicyUpdatedAt *time.Time
 	}
 	var rows []row
+	policies := "LEFT JOIN rotation_policies p ON p.agent_id = c.agent_id"
+	if policyOnly {
+		policies = "JOIN rotation_policies p ON p.agent_id = c.agent_id AND p.interval_seconds > 0"
+	}
 	err := s.r.WithContext(ctx).Table("credentials AS c").
 		Select("c.*, a.namespace, a.name, a.status, p.interval_seconds, p.grace_seconds, p.updated_at AS policy_updated_at").
 		Joins("JOIN agents a ON a.id = c.agent_id").
-		Joins("LEFT JOIN rotation_policies p ON p.agent_id = c.agent_id").
+		Joins(policies).
 		// Federated credentials are not rotated: they hold no secret of Lanyard's.
 		Where("c.state = ? AND c.type <> ? AND a.status IN ? AND c.agent_id > ?", store.CredentialActive, store.CredentialFederated,
 			[]string{store.StatusPending, store.StatusActive, store.StatusSuspended}, after).

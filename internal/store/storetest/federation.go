@@ -61,7 +61,7 @@ func testFederatedCredentials(t *testing.T, s store.Store) {
 
 	// The rotation scheduler never sees federated credentials.
 	if rs, ok := s.(store.Rotations); ok {
-		due, err := rs.ActiveCredentials(ctx(t), "", 0)
+		due, err := rs.ActiveCredentials(ctx(t), "", 0, false)
 		if err != nil {
 			t.Fatalf("ActiveCredentials: %v", err)
 		}

@@ -227,7 +227,7 @@ func testActiveCredentials(t *testing.T, s RotationStore) {
 	if err := s.PutRotationPolicy(ctx(t), &store.RotationPolicy{AgentID: "agt_1", IntervalSeconds: 600, GraceSeconds: 30}); err != nil {
 		t.Fatal(err)
 	}
-	all, err := s.ActiveCredentials(ctx(t), "", 0)
+	all, err := s.ActiveCredentials(ctx(t), "", 0, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,9 +245,18 @@ func testActiveCredentials(t *testing.T, s RotationStore) {
 	if all[0].Namespace != "ns" || all[0].Name != "a0" || !all[0].CreatedAt.Equal(t0.Add(time.Hour)) {
 		t.Fatalf("ActiveCredentials[0] = %+v", all[0])
 	}
-	page, err := s.ActiveCredentials(ctx(t), "agt_0", 1)
+	page, err := s.ActiveCredentials(ctx(t), "agt_0", 1, false)
 	if err != nil || len(page) != 1 || page[0].AgentID != "agt_1" {
 		t.Fatalf("page after agt_0 = %+v, %v", page, err)
+	}
+	// Only agents with a policy of their own (and an interval): agt_1. A policy with
+	// interval 0 (rotation off for that agent) does not count.
+	if err := s.PutRotationPolicy(ctx(t), &store.RotationPolicy{AgentID: "agt_4", IntervalSeconds: 0}); err != nil {
+		t.Fatal(err)
+	}
+	own, err := s.ActiveCredentials(ctx(t), "", 0, true)
+	if err != nil || len(own) != 1 || own[0].AgentID != "agt_1" || own[0].Policy == nil || own[0].Policy.IntervalSeconds != 600 {
+		t.Fatalf("ActiveCredentials(policyOnly) = %+v, %v; want agt_1 with its policy", own, err)
 	}
 }
 
