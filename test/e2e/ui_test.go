@@ -495,7 +495,7 @@ func TestUIWithoutJavaScript(t *testing.T) {
 	ctx := newBrowser(t)
 	u := startUI(t)
 	a := u.registerSecret(t, "mobile-agent")
-	u.registerJWT(t, "other-agent", map[string]any{"namespace": "ops"})
+	other := u.registerJWT(t, "other-agent", map[string]any{"namespace": "ops"})
 
 	if _, err := chromedp.Call(ctx, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: true}); err != nil {
 		t.Fatal(err)
@@ -518,6 +518,9 @@ func TestUIWithoutJavaScript(t *testing.T) {
 	run(t, ctx, "search by submitting the form",
 		chromedp.SendKeys(chromedp.CSS("#q"), "mobile"),
 		chromedp.Click(chromedp.CSS(".filters button")),
+		// The matching row is on the page before the submitted form's answer arrives
+		// too: wait for the other agent's row to go.
+		chromedp.WaitNotPresent(chromedp.CSS(`#fleet a[href="/ui/agents/`+other.id+`"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#fleet a[href="/ui/agents/`+a.id+`"]`)),
 	)
 	if n := count(t, ctx, "#fleet tbody tr"); n != 1 {
