@@ -80,7 +80,8 @@ type clientCache struct {
 
 type cacheOptions struct {
 	ttl, liveTTL time.Duration
-	// max bounds the entries: beyond it an insertion first sweeps, then drops an eighth.
+	// max bounds the entries (0: unbounded): at it, an insertion first sweeps, then
+	// drops an eighth.
 	max  int
 	live func() bool
 	now  func() time.Time
@@ -179,7 +180,7 @@ func (c *clientCache) load(ctx context.Context, clientID string) (*client, error
 	}
 	c.mu.Lock()
 	if c.epoch == epoch {
-		if c.stored++; c.stored%sweepEvery == 0 || len(c.entries) >= c.max {
+		if c.stored++; c.stored%sweepEvery == 0 || (c.max > 0 && len(c.entries) >= c.max) {
 			c.sweepLocked(now)
 		}
 		c.entries[clientID] = cl
