@@ -13,7 +13,8 @@ import (
 // load balancer. What an operator does on one — suspend an agent, revoke a token,
 // rotate the signing key — takes effect on the other at once (the change feed:
 // PostgreSQL NOTIFY from triggers, LISTEN on every replica), not after a cache
-// lifetime. Each wait below is far shorter than the 5 s the caches would otherwise
+// lifetime. Each wait below (3 s, generous for a loaded CI machine; the log shows the
+// real delay, about a millisecond) is shorter than the 5 s the caches would otherwise
 // take, and starts right after the other replica cached the agent.
 func TestReplicasSeeEachOthersChanges(t *testing.T) {
 	a := start(t, storetest.PostgresDSN(t))
@@ -31,7 +32,7 @@ func TestReplicasSeeEachOthersChanges(t *testing.T) {
 	if r := a.api(http.MethodPost, "/v1/agents/"+agent.id+"/suspend", map[string]string{"reason": "replica test"}); r.status != http.StatusOK {
 		t.Fatalf("suspend: %d %s", r.status, r.body)
 	}
-	within(t, time.Second, "b refuses tokens to an agent suspended on a", func() bool {
+	within(t, 3*time.Second, "b refuses tokens to an agent suspended on a", func() bool {
 		return b.tokenJWT(t, agent, nil).status == http.StatusUnauthorized
 	})
 	if b.introspect(t, tok)["active"] != false {
@@ -42,7 +43,7 @@ func TestReplicasSeeEachOthersChanges(t *testing.T) {
 	if r := a.api(http.MethodPost, "/v1/agents/"+agent.id+"/resume", map[string]string{"reason": "replica test"}); r.status != http.StatusOK {
 		t.Fatalf("resume: %d %s", r.status, r.body)
 	}
-	within(t, time.Second, "b issues tokens to an agent resumed on a", func() bool {
+	within(t, 3*time.Second, "b issues tokens to an agent resumed on a", func() bool {
 		return b.tokenJWT(t, agent, nil).status == http.StatusOK
 	})
 	// The suspension cut off every token issued up to its second (iat has second
@@ -60,7 +61,7 @@ func TestReplicasSeeEachOthersChanges(t *testing.T) {
 	if r := a.do(req); r.status != http.StatusOK {
 		t.Fatalf("revoke: %d %s", r.status, r.body)
 	}
-	within(t, time.Second, "b reports a token revoked on a inactive", func() bool {
+	within(t, 3*time.Second, "b reports a token revoked on a inactive", func() bool {
 		return b.introspect(t, tok2)["active"] == false
 	})
 
@@ -73,7 +74,7 @@ func TestReplicasSeeEachOthersChanges(t *testing.T) {
 	if newKID == "" {
 		t.Fatalf("rotation response without new_ref: %s", r.body)
 	}
-	within(t, 2*time.Second, "b publishes the key rotated on a", func() bool {
+	within(t, 3*time.Second, "b publishes the key rotated on a", func() bool {
 		return strings.Contains(string(b.do(mustGet(t, b.base+"/oauth2/jwks")).body), newKID)
 	})
 	tok3 := a.tokenJWT(t, agent, nil).json(t)["access_token"].(string)
