@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,36 +22,37 @@ type changeRouter struct {
 	provider *oauth.Provider
 	keys     *keys.Manager
 	fed      *federation.Service
-	live     prometheus.Gauge
+	// feedLive reports the feed's own state (gormstore.ChangeFeed.Live): the readiness
+	// check and the metric read it rather than keep a copy.
+	feedLive func() bool
 
 	// reloadKeys and reloadIssuers coalesce reload requests: a reload reads the store
 	// (and for keys the secrets backend), so it runs on its own goroutine rather than
 	// holding up the feed, and a burst of changes causes one more reload at most.
 	reloadKeys, reloadIssuers chan struct{}
-	isLive                    atomic.Bool
 }
 
-func newChangeRouter(log *slog.Logger, p *oauth.Provider, km *keys.Manager, fed *federation.Service, reg prometheus.Registerer) *changeRouter {
-	r := &changeRouter{log: log, provider: p, keys: km, fed: fed,
-		live: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "lanyard_change_feed_live",
-			Help: "1 while this replica receives other replicas' changes (PostgreSQL LISTEN), else 0.",
-		}),
+func newChangeRouter(log *slog.Logger, p *oauth.Provider, km *keys.Manager, fed *federation.Service, feedLive func() bool, reg prometheus.Registerer) *changeRouter {
+	r := &changeRouter{log: log, provider: p, keys: km, fed: fed, feedLive: feedLive,
 		reloadKeys: make(chan struct{}, 1), reloadIssuers: make(chan struct{}, 1)}
-	reg.MustRegister(r.live)
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "lanyard_change_feed_live",
+		Help: "1 while this replica receives other replicas' changes (PostgreSQL LISTEN), else 0.",
+	}, func() float64 {
+		if feedLive() {
+			return 1
+		}
+		return 0
+	}))
 	return r
 }
 
 // Live implements store.ChangeHandler.
 func (r *changeRouter) Live(live bool) {
-	r.isLive.Store(live)
 	if live {
-		r.live.Set(1)
 		// Changes made while the feed was down were missed: reload everything.
 		r.kick(r.reloadKeys)
 		r.kick(r.reloadIssuers)
-	} else {
-		r.live.Set(0)
 	}
 	r.provider.Live(live)
 }
@@ -79,7 +79,7 @@ func (r *changeRouter) kick(ch chan struct{}) {
 // check reports the feed's state for /readyz: a replica without it still serves
 // correctly, reading from the database, so it is degraded, not unready.
 func (r *changeRouter) check(context.Context) error {
-	if !r.isLive.Load() {
+	if !r.feedLive() {
 		return errors.New("change feed not live: other replicas' changes are seen through short cache lifetimes")
 	}
 	return nil

@@ -156,7 +156,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *Server, e
 	// Other replicas' writes reach this one through the change feed (PostgreSQL only;
 	// SQLite is a single process): see internal/oauth/changes.go.
 	if feed := s.st.ChangeFeed(); feed != nil {
-		router := newChangeRouter(log, provider, km, fed, reg)
+		router := newChangeRouter(log, provider, km, fed, feed.Live, reg)
 		degraded["change_feed"] = router.check
 		s.tasks = append(s.tasks, func(ctx context.Context) error { return feed.Run(ctx, router) }, router.run)
 	}

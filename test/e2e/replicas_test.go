@@ -21,6 +21,9 @@ func TestReplicasSeeEachOthersChanges(t *testing.T) {
 	b := a.replica(t)
 	waitLive(t, a)
 	waitLive(t, b)
+	if m := b.do(mustGet(t, b.base+"/metrics")); !strings.Contains(string(m.body), "lanyard_change_feed_live 1") {
+		t.Error("lanyard_change_feed_live is not 1 while /readyz reports the feed live")
+	}
 
 	agent := a.registerJWT(t, "replicated", nil)
 	tok := b.tokenJWT(t, agent, nil).json(t)["access_token"].(string) // b caches the agent now
